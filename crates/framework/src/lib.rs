@@ -4,10 +4,12 @@
 //! [`Status`], [`CycleState`], [`NodeInfo`] and the [`Snapshot`] plugins read, the runtime that
 //! runs one profile, the plugin registry and `KubeSchedulerConfiguration` parsing.
 
+pub mod config;
 mod cycle_state;
 pub mod events;
 mod handle;
 mod plugin;
+mod registry;
 pub mod runtime;
 mod types;
 mod waiting_pods;
@@ -26,6 +28,7 @@ pub use snapshot::Snapshot;
 pub use status::{Code, Status, StatusError};
 pub use handle::{EventRecorder, EventType, Handle, NoopRecorder, PodActivator, PodNominator};
 pub use plugin::*;
+pub use registry::{DuplicatePlugin, PluginArgs, PluginError, PluginFactory, Registry};
 pub use runtime::Framework;
 pub use types::*;
 pub use waiting_pods::{WaitingPod, WaitingPods};
