@@ -8,6 +8,7 @@ pub mod config;
 mod cycle_state;
 pub mod events;
 mod handle;
+pub mod metrics;
 mod plugin;
 mod registry;
 pub mod runtime;

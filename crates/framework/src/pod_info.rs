@@ -1,22 +1,100 @@
 //! [`PodInfo`]: a pod plus what plugins would otherwise recompute on every node.
 
+mod affinity;
+mod label_selector;
+
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, WeightedPodAffinityTerm};
 
-/// A pod shared by the queue, the cache and plugins, with data derived from its spec once.
+pub use self::{
+    affinity::{AffinityTerm, WeightedAffinityTerm},
+    label_selector::{LabelSelector, Operator, Requirement, SelectorError},
+};
+use crate::resource::{PodResource, ResourceError};
+
+/// A pod shared by the queue, the cache and plugins, with data derived from its spec once:
+/// parsed (anti-)affinity terms and resource requests.
+///
+/// Building one never fails: what cannot be parsed is recorded in
+/// [`PodInfo::parse_errors`] (a plugin turns it into an UnschedulableAndUnresolvable
+/// status, surfaced as a FailedScheduling reason) and left out of the derived data.
 #[derive(Debug, Clone)]
 pub struct PodInfo {
     pod: Arc<Pod>,
     key: String,
+    required_affinity_terms: Vec<AffinityTerm>,
+    required_anti_affinity_terms: Vec<AffinityTerm>,
+    preferred_affinity_terms: Vec<WeightedAffinityTerm>,
+    preferred_anti_affinity_terms: Vec<WeightedAffinityTerm>,
+    resource: PodResource,
+    parse_errors: Vec<PodInfoError>,
+}
+
+/// Something in a pod's spec that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PodInfoError {
+    /// A malformed resource quantity.
+    #[error(transparent)]
+    Resource(#[from] ResourceError),
+    /// An invalid label selector in a pod (anti-)affinity term; upstream drops all terms of that
+    /// kind, and so does [`PodInfo`].
+    #[error("{field}: {source}")]
+    Affinity {
+        /// Which terms, e.g. `spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution`.
+        field: String,
+        /// What is wrong.
+        #[source]
+        source: SelectorError,
+    },
 }
 
 impl PodInfo {
-    /// Wraps a pod.
+    /// Wraps a pod, parsing its affinity terms and computing its requests.
     #[must_use]
     pub fn new(pod: Arc<Pod>) -> Self {
         let key = pod_key(&pod);
-        Self { pod, key }
+        let (resource, resource_errors) = PodResource::of_pod(&pod);
+        let mut parse_errors: Vec<PodInfoError> = resource_errors.into_iter().map(PodInfoError::from).collect();
+
+        let affinity = pod.spec.as_ref().and_then(|s| s.affinity.as_ref());
+        let pod_affinity = affinity.and_then(|a| a.pod_affinity.as_ref());
+        let pod_anti_affinity = affinity.and_then(|a| a.pod_anti_affinity.as_ref());
+        const REQUIRED: &str = "requiredDuringSchedulingIgnoredDuringExecution";
+        const PREFERRED: &str = "preferredDuringSchedulingIgnoredDuringExecution";
+        let mut required = |terms: Option<&Vec<PodAffinityTerm>>, field: &str| {
+            collect_terms(terms, |t| AffinityTerm::new(&pod, t), field, &mut parse_errors)
+        };
+        let required_affinity_terms = required(
+            pod_affinity.and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref()),
+            &format!("spec.affinity.podAffinity.{REQUIRED}"),
+        );
+        let required_anti_affinity_terms = required(
+            pod_anti_affinity.and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref()),
+            &format!("spec.affinity.podAntiAffinity.{REQUIRED}"),
+        );
+        let mut preferred = |terms: Option<&Vec<WeightedPodAffinityTerm>>, field: &str| {
+            collect_terms(terms, |t| WeightedAffinityTerm::new(&pod, t), field, &mut parse_errors)
+        };
+        let preferred_affinity_terms = preferred(
+            pod_affinity.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()),
+            &format!("spec.affinity.podAffinity.{PREFERRED}"),
+        );
+        let preferred_anti_affinity_terms = preferred(
+            pod_anti_affinity.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()),
+            &format!("spec.affinity.podAntiAffinity.{PREFERRED}"),
+        );
+
+        Self {
+            pod,
+            key,
+            required_affinity_terms,
+            required_anti_affinity_terms,
+            preferred_affinity_terms,
+            preferred_anti_affinity_terms,
+            resource,
+            parse_errors,
+        }
     }
 
     /// The pod.
@@ -30,9 +108,90 @@ impl PodInfo {
     pub fn key(&self) -> &str {
         &self.key
     }
+
+    /// `spec.nodeName`, if the pod is bound or assumed.
+    #[must_use]
+    pub fn node_name(&self) -> Option<&str> {
+        self.pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).filter(|n| !n.is_empty())
+    }
+
+    /// Required pod affinity terms.
+    #[must_use]
+    pub fn required_affinity_terms(&self) -> &[AffinityTerm] {
+        &self.required_affinity_terms
+    }
+
+    /// Required pod anti-affinity terms.
+    #[must_use]
+    pub fn required_anti_affinity_terms(&self) -> &[AffinityTerm] {
+        &self.required_anti_affinity_terms
+    }
+
+    /// Preferred pod affinity terms.
+    #[must_use]
+    pub fn preferred_affinity_terms(&self) -> &[WeightedAffinityTerm] {
+        &self.preferred_affinity_terms
+    }
+
+    /// Preferred pod anti-affinity terms.
+    #[must_use]
+    pub fn preferred_anti_affinity_terms(&self) -> &[WeightedAffinityTerm] {
+        &self.preferred_anti_affinity_terms
+    }
+
+    /// What the pod adds to a node (upstream `PodInfo.CalculateResource()`).
+    #[must_use]
+    pub fn resource(&self) -> &PodResource {
+        &self.resource
+    }
+
+    /// Everything in the spec that could not be parsed.
+    #[must_use]
+    pub fn parse_errors(&self) -> &[PodInfoError] {
+        &self.parse_errors
+    }
+
+    /// The first parse error, if any.
+    #[must_use]
+    pub fn parse_error(&self) -> Option<&PodInfoError> {
+        self.parse_errors.first()
+    }
+
+    /// The pod declares pod affinity or anti-affinity (upstream `podWithAffinity`: the
+    /// NodeInfo lists such pods for InterPodAffinity).
+    #[must_use]
+    pub fn has_affinity(&self) -> bool {
+        let affinity = self.pod.spec.as_ref().and_then(|s| s.affinity.as_ref());
+        affinity.is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some())
+    }
+
+    /// The pod declares required anti-affinity terms (upstream `podWithRequiredAntiAffinity`).
+    #[must_use]
+    pub fn has_required_anti_affinity(&self) -> bool {
+        let affinity = self.pod.spec.as_ref().and_then(|s| s.affinity.as_ref());
+        affinity
+            .and_then(|a| a.pod_anti_affinity.as_ref())
+            .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
+            .is_some_and(|terms| !terms.is_empty())
+    }
 }
 
-/// `namespace/name` of a pod (upstream's `MetaNamespaceKeyFunc`).
+/// Parses every term; on the first error records it and keeps none (upstream
+/// `GetAffinityTerms` returns nil with the error).
+fn collect_terms<T, U>(
+    terms: Option<&Vec<T>>,
+    parse: impl Fn(&T) -> Result<U, SelectorError>,
+    field: &str,
+    errors: &mut Vec<PodInfoError>,
+) -> Vec<U> {
+    let parsed: Result<Vec<U>, SelectorError> = terms.into_iter().flatten().map(parse).collect();
+    parsed.unwrap_or_else(|source| {
+        errors.push(PodInfoError::Affinity { field: field.to_owned(), source });
+        Vec::new()
+    })
+}
+
+/// `namespace/name` of a pod (upstream `MetaNamespaceKeyFunc`).
 #[must_use]
 pub fn pod_key(pod: &Pod) -> String {
     let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
@@ -48,4 +207,91 @@ pub fn pod_key(pod: &Pod) -> String {
 #[must_use]
 pub fn pod_priority(pod: &Pod) -> i32 {
     pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::{
+        api::core::v1::{Affinity, Container, PodAntiAffinity, PodSpec, ResourceRequirements},
+        apimachinery::pkg::{
+            api::resource::Quantity,
+            apis::meta::v1::{LabelSelector as MetaSelector, LabelSelectorRequirement, ObjectMeta},
+        },
+    };
+
+    use super::*;
+
+    fn pod_with(spec: PodSpec) -> Arc<Pod> {
+        Arc::new(Pod {
+            metadata: ObjectMeta { namespace: Some("ns".into()), name: Some("p".into()), ..Default::default() },
+            spec: Some(spec),
+            ..Default::default()
+        })
+    }
+
+    fn anti_affinity(selector: MetaSelector) -> Affinity {
+        Affinity {
+            pod_anti_affinity: Some(PodAntiAffinity {
+                required_during_scheduling_ignored_during_execution: Some(vec![PodAffinityTerm {
+                    label_selector: Some(selector),
+                    topology_key: "kubernetes.io/hostname".into(),
+                    ..Default::default()
+                }]),
+                preferred_during_scheduling_ignored_during_execution: None,
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn key_and_flags() {
+        let info = PodInfo::new(pod_with(PodSpec::default()));
+        assert_eq!(info.key(), "ns/p");
+        assert!(!info.has_affinity());
+        assert!(!info.has_required_anti_affinity());
+        assert!(info.parse_error().is_none());
+        assert_eq!(info.node_name(), None);
+    }
+
+    #[test]
+    fn parses_anti_affinity_terms() {
+        let selector = MetaSelector { match_labels: Some([("app".into(), "web".into())].into()), ..Default::default() };
+        let info = PodInfo::new(pod_with(PodSpec { affinity: Some(anti_affinity(selector)), ..Default::default() }));
+        assert!(info.has_affinity());
+        assert!(info.has_required_anti_affinity());
+        assert_eq!(info.required_anti_affinity_terms().len(), 1);
+        assert_eq!(info.required_anti_affinity_terms()[0].namespaces, ["ns".to_owned()].into());
+        assert!(info.required_affinity_terms().is_empty());
+    }
+
+    #[test]
+    fn records_selector_and_quantity_errors() {
+        let selector = MetaSelector {
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "app".into(),
+                operator: "In".into(),
+                values: None,
+            }]),
+            ..Default::default()
+        };
+        let container = Container {
+            name: "c".into(),
+            resources: Some(ResourceRequirements {
+                requests: Some([("memory".to_owned(), Quantity("12Q".into()))].into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let info = PodInfo::new(pod_with(PodSpec {
+            affinity: Some(anti_affinity(selector)),
+            containers: vec![container],
+            ..Default::default()
+        }));
+        assert!(info.required_anti_affinity_terms().is_empty());
+        assert_eq!(info.parse_errors().len(), 2);
+        let first = info.parse_error().unwrap().to_string();
+        assert!(first.contains("\"12Q\""), "{first}");
+        let second = info.parse_errors()[1].to_string();
+        assert!(second.starts_with("spec.affinity.podAntiAffinity.requiredDuringScheduling"), "{second}");
+    }
 }
