@@ -30,8 +30,8 @@ use std::{
 };
 
 pub use duration::parse_go_duration;
-pub use error::{ConfigError, Problem};
 use error::Problems;
+pub use error::{ConfigError, Problem};
 pub use types::*;
 
 use crate::Registry;
@@ -176,7 +176,9 @@ impl Plugins {
     /// Names of every enabled plugin, at any point.
     #[must_use]
     pub fn enabled_names(&self) -> BTreeSet<String> {
-        self.sets().flat_map(|(_, s)| s.enabled.iter().map(|p| p.name.clone())).collect()
+        self.sets()
+            .flat_map(|(_, s)| s.enabled.iter().map(|p| p.name.clone()))
+            .collect()
     }
 
     /// `custom` applied over `defaults` (upstream `mergePlugins`): per point, disabled entries
@@ -197,7 +199,9 @@ impl PluginSet {
     /// Whether `name` (or `*`) is disabled.
     #[must_use]
     pub fn is_disabled(&self, name: &str) -> bool {
-        self.disabled.iter().any(|p| p.name == "*" || p.name == name)
+        self.disabled
+            .iter()
+            .any(|p| p.name == "*" || p.name == name)
     }
 
     fn merge(defaults: &PluginSet, custom: &PluginSet) -> PluginSet {
@@ -215,8 +219,17 @@ impl PluginSet {
                 None => enabled.push(d.clone()),
             }
         }
-        enabled.extend(custom.enabled.iter().filter(|c| !replaced.contains(&c.name)).cloned());
-        PluginSet { enabled, disabled: custom.disabled.clone() }
+        enabled.extend(
+            custom
+                .enabled
+                .iter()
+                .filter(|c| !replaced.contains(&c.name))
+                .cloned(),
+        );
+        PluginSet {
+            enabled,
+            disabled: custom.disabled.clone(),
+        }
     }
 }
 
@@ -293,8 +306,9 @@ impl SchedulerConfig {
     /// # Errors
     /// The file cannot be read, is not valid YAML/JSON, or fails validation.
     pub fn from_file(path: &Path, registry: &Registry) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::single("", format!("cannot read file: {e}")).in_file(Some(path.to_owned())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::single("", format!("cannot read file: {e}")).in_file(Some(path.to_owned()))
+        })?;
         Self::from_yaml(&text, Some(path), registry)
     }
 
@@ -303,80 +317,127 @@ impl SchedulerConfig {
     /// # Errors
     /// Syntax errors (with line and column), unknown fields, wrong types and validation
     /// problems, all with field paths.
-    pub fn from_yaml(text: &str, file: Option<&Path>, registry: &Registry) -> Result<Self, ConfigError> {
+    pub fn from_yaml(
+        text: &str,
+        file: Option<&Path>,
+        registry: &Registry,
+    ) -> Result<Self, ConfigError> {
         let file = file.map(Path::to_path_buf);
         let de = serde_norway::Deserializer::from_str(text);
-        let raw: KubeSchedulerConfiguration = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            let location = inner.location().map(|l| (l.line(), l.column()));
-            let mut message = inner.to_string();
-            // serde_norway appends " at line L column C"; we print the location ourselves.
-            if let Some(i) = message.find(" at line ") {
-                message.truncate(i);
-            }
-            ConfigError {
-                file: file.clone(),
-                problems: vec![Problem { path: if path == "." { String::new() } else { path }, location, message }],
-            }
-        })?;
-        Self::from_raw(raw, registry).map_err(|e| e.in_file(file.clone())).map(|mut c| {
-            c.file = file;
-            c
-        })
+        let raw: KubeSchedulerConfiguration =
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                let location = inner.location().map(|l| (l.line(), l.column()));
+                let mut message = inner.to_string();
+                // serde_norway appends " at line L column C"; we print the location ourselves.
+                if let Some(i) = message.find(" at line ") {
+                    message.truncate(i);
+                }
+                ConfigError {
+                    file: file.clone(),
+                    problems: vec![Problem {
+                        path: if path == "." { String::new() } else { path },
+                        location,
+                        message,
+                    }],
+                }
+            })?;
+        Self::from_raw(raw, registry)
+            .map_err(|e| e.in_file(file.clone()))
+            .map(|mut c| {
+                c.file = file;
+                c
+            })
     }
 
     /// Validates and defaults a configuration given as a struct.
     ///
     /// # Errors
     /// All validation problems at once.
-    pub fn from_raw(raw: KubeSchedulerConfiguration, registry: &Registry) -> Result<Self, ConfigError> {
+    pub fn from_raw(
+        raw: KubeSchedulerConfiguration,
+        registry: &Registry,
+    ) -> Result<Self, ConfigError> {
         let mut p = Problems::default();
         match raw.api_version.as_deref() {
             Some(API_VERSION) | None => {}
-            Some(other) => p.add("apiVersion", format!("unsupported apiVersion {other:?}; ksched reads {API_VERSION:?}")),
+            Some(other) => p.add(
+                "apiVersion",
+                format!("unsupported apiVersion {other:?}; ksched reads {API_VERSION:?}"),
+            ),
         }
         match raw.kind.as_deref() {
             Some(KIND) | None => {}
-            Some(other) => p.add("kind", format!("unsupported kind {other:?}; expected {KIND:?}")),
+            Some(other) => p.add(
+                "kind",
+                format!("unsupported kind {other:?}; expected {KIND:?}"),
+            ),
         }
         let parallelism = raw.parallelism.unwrap_or(16);
         if parallelism <= 0 {
-            p.add("parallelism", format!("{parallelism}: should be an integer value greater than zero"));
+            p.add(
+                "parallelism",
+                format!("{parallelism}: should be an integer value greater than zero"),
+            );
         }
         let pct = raw.percentage_of_nodes_to_score.unwrap_or(0);
         check_percentage(&mut p, "percentageOfNodesToScore", pct);
         let initial = raw.pod_initial_backoff_seconds.unwrap_or(1);
         let max = raw.pod_max_backoff_seconds.unwrap_or(10);
         if initial <= 0 {
-            p.add("podInitialBackoffSeconds", format!("{initial}: must be greater than 0"));
+            p.add(
+                "podInitialBackoffSeconds",
+                format!("{initial}: must be greater than 0"),
+            );
         }
         if max < initial {
-            p.add("podMaxBackoffSeconds", format!("{max}: must be greater than or equal to podInitialBackoffSeconds"));
+            p.add(
+                "podMaxBackoffSeconds",
+                format!("{max}: must be greater than or equal to podInitialBackoffSeconds"),
+            );
         }
         if raw.extenders.as_ref().is_some_and(|e| !e.is_empty()) {
-            p.add("extenders", "scheduler extenders are not supported by ksched; write a plugin instead");
+            p.add(
+                "extenders",
+                "scheduler extenders are not supported by ksched; write a plugin instead",
+            );
         }
         let le = &raw.leader_election;
         if let Some(lock) = le.resource_lock.as_deref()
             && lock != "leases"
         {
-            p.add("leaderElection.resourceLock", format!("{lock:?}: resourceLock value must be \"leases\""));
+            p.add(
+                "leaderElection.resourceLock",
+                format!("{lock:?}: resourceLock value must be \"leases\""),
+            );
         }
         let leader_election = LeaderElection {
             leader_elect: le.leader_elect.unwrap_or(true),
             lease_duration: le.lease_duration.unwrap_or(Duration::from_secs(15)),
             renew_deadline: le.renew_deadline.unwrap_or(Duration::from_secs(10)),
             retry_period: le.retry_period.unwrap_or(Duration::from_secs(2)),
-            resource_name: le.resource_name.clone().unwrap_or_else(|| "kube-scheduler".into()),
-            resource_namespace: le.resource_namespace.clone().unwrap_or_else(|| "kube-system".into()),
+            resource_name: le
+                .resource_name
+                .clone()
+                .unwrap_or_else(|| "kube-scheduler".into()),
+            resource_namespace: le
+                .resource_namespace
+                .clone()
+                .unwrap_or_else(|| "kube-system".into()),
         };
         if leader_election.leader_elect {
             if leader_election.lease_duration <= leader_election.renew_deadline {
-                p.add("leaderElection.leaseDuration", "must be greater than renewDeadline");
+                p.add(
+                    "leaderElection.leaseDuration",
+                    "must be greater than renewDeadline",
+                );
             }
             if leader_election.renew_deadline <= leader_election.retry_period {
-                p.add("leaderElection.renewDeadline", "must be greater than retryPeriod");
+                p.add(
+                    "leaderElection.renewDeadline",
+                    "must be greater than retryPeriod",
+                );
             }
             if leader_election.retry_period.is_zero() {
                 p.add("leaderElection.retryPeriod", "must be greater than zero");
@@ -392,19 +453,33 @@ impl SchedulerConfig {
         let qps = cc.qps.unwrap_or(50.0);
         let burst = cc.burst.unwrap_or(100);
         if !qps.is_finite() || qps < 0.0 {
-            p.add("clientConnection.qps", format!("{qps}: must be a non-negative number"));
+            p.add(
+                "clientConnection.qps",
+                format!("{qps}: must be a non-negative number"),
+            );
         }
         if burst < 0 {
-            p.add("clientConnection.burst", format!("{burst}: must be non-negative"));
+            p.add(
+                "clientConnection.burst",
+                format!("{burst}: must be non-negative"),
+            );
         }
         let client_connection = ClientConnection {
-            kubeconfig: cc.kubeconfig.as_deref().filter(|s| !s.is_empty()).map(PathBuf::from),
+            kubeconfig: cc
+                .kubeconfig
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
             qps,
             burst: u32::try_from(burst).unwrap_or(0),
         };
 
         let raw_profiles = raw.profiles.clone().unwrap_or_default();
-        let raw_profiles = if raw_profiles.is_empty() { vec![Profile::default()] } else { raw_profiles };
+        let raw_profiles = if raw_profiles.is_empty() {
+            vec![Profile::default()]
+        } else {
+            raw_profiles
+        };
         let single = raw_profiles.len() == 1;
         let mut profiles = Vec::with_capacity(raw_profiles.len());
         let mut names: HashMap<String, usize> = HashMap::new();
@@ -414,7 +489,10 @@ impl SchedulerConfig {
                 Some(n) if !n.is_empty() => n,
                 _ if single => DEFAULT_SCHEDULER_NAME.to_owned(),
                 _ => {
-                    p.add(format!("{path}.schedulerName"), "required when there is more than one profile");
+                    p.add(
+                        format!("{path}.schedulerName"),
+                        "required when there is more than one profile",
+                    );
                     String::new()
                 }
             };
@@ -437,19 +515,30 @@ impl SchedulerConfig {
             for (j, pc) in prof.plugin_config.iter().enumerate() {
                 let pc_path = format!("{path}.pluginConfig[{j}]");
                 if plugin_config.contains_key(&pc.name) {
-                    p.add(format!("{pc_path}.name"), format!("duplicate pluginConfig for plugin {:?}", pc.name));
+                    p.add(
+                        format!("{pc_path}.name"),
+                        format!("duplicate pluginConfig for plugin {:?}", pc.name),
+                    );
                     continue;
                 }
                 if !registry.contains(&pc.name) {
-                    p.add(format!("{pc_path}.name"), unknown_plugin(&pc.name, registry));
+                    p.add(
+                        format!("{pc_path}.name"),
+                        unknown_plugin(&pc.name, registry),
+                    );
                 } else if !enabled.contains(&pc.name) {
                     // Upstream silently ignores such args; that is how a config naming
                     // `network_traffic` next to a plugin registered as `NetworkTraffic` went
                     // unnoticed. We reject it.
                     let similar = similar_name(&pc.name, enabled.iter().map(String::as_str));
                     let hint = match similar {
-                        Some(s) => format!("; the profile enables {s:?} — plugin names must match exactly"),
-                        None => format!("; enabled plugins: {}", enabled.iter().cloned().collect::<Vec<_>>().join(", ")),
+                        Some(s) => {
+                            format!("; the profile enables {s:?} — plugin names must match exactly")
+                        }
+                        None => format!(
+                            "; enabled plugins: {}",
+                            enabled.iter().cloned().collect::<Vec<_>>().join(", ")
+                        ),
                     };
                     p.add(
                         format!("{pc_path}.name"),
@@ -464,18 +553,31 @@ impl SchedulerConfig {
             profiles.push(ProfileConfig {
                 index: i,
                 scheduler_name,
-                percentage_of_nodes_to_score: prof.percentage_of_nodes_to_score.and_then(|v| u32::try_from(v).ok()),
+                percentage_of_nodes_to_score: prof
+                    .percentage_of_nodes_to_score
+                    .and_then(|v| u32::try_from(v).ok()),
                 plugins,
                 plugin_config,
             });
         }
         // One queue serves every profile, so they must sort it the same way.
         if let Some(first) = raw_profiles.first() {
-            let canon = first.plugins.as_ref().map(|pl| pl.queue_sort.clone()).unwrap_or_default();
+            let canon = first
+                .plugins
+                .as_ref()
+                .map(|pl| pl.queue_sort.clone())
+                .unwrap_or_default();
             for (i, prof) in raw_profiles.iter().enumerate().skip(1) {
-                let curr = prof.plugins.as_ref().map(|pl| pl.queue_sort.clone()).unwrap_or_default();
+                let curr = prof
+                    .plugins
+                    .as_ref()
+                    .map(|pl| pl.queue_sort.clone())
+                    .unwrap_or_default();
                 if curr != canon {
-                    p.add(format!("profiles[{i}].plugins.queueSort"), "must be the same for all profiles");
+                    p.add(
+                        format!("profiles[{i}].plugins.queueSort"),
+                        "must be the same for all profiles",
+                    );
                 }
             }
         }
@@ -496,7 +598,9 @@ impl SchedulerConfig {
     /// The profile serving `scheduler_name`.
     #[must_use]
     pub fn profile(&self, scheduler_name: &str) -> Option<&ProfileConfig> {
-        self.profiles.iter().find(|p| p.scheduler_name == scheduler_name)
+        self.profiles
+            .iter()
+            .find(|p| p.scheduler_name == scheduler_name)
     }
 }
 
@@ -517,7 +621,10 @@ fn validate_plugin_refs(p: &mut Problems, path: &str, plugins: &Plugins, registr
             }
             if let Some(w) = r.weight {
                 if key != "score" && key != "multiPoint" {
-                    p.add(format!("{rpath}.weight"), format!("weight is only meaningful for score and multiPoint, not {key}"));
+                    p.add(
+                        format!("{rpath}.weight"),
+                        format!("weight is only meaningful for score and multiPoint, not {key}"),
+                    );
                 } else if !(0..=MAX_PLUGIN_WEIGHT).contains(&w) {
                     p.add(
                         format!("{rpath}.weight"),
@@ -527,7 +634,10 @@ fn validate_plugin_refs(p: &mut Problems, path: &str, plugins: &Plugins, registr
             }
         }
         if key == "queueSort" && set.enabled.len() > 1 {
-            p.add(format!("{path}.plugins.queueSort.enabled"), "only one queue sort plugin can be enabled");
+            p.add(
+                format!("{path}.plugins.queueSort.enabled"),
+                "only one queue sort plugin can be enabled",
+            );
         }
     }
 }
@@ -538,17 +648,28 @@ pub const MAX_PLUGIN_WEIGHT: i32 = 1_000_000;
 
 fn unknown_plugin(name: &str, registry: &Registry) -> String {
     let known: Vec<&str> = registry.names().collect();
-    format!("unknown plugin {name:?}{}; known plugins: {}", suggestion(name, known.iter().copied()), known.join(", "))
+    format!(
+        "unknown plugin {name:?}{}; known plugins: {}",
+        suggestion(name, known.iter().copied()),
+        known.join(", ")
+    )
 }
 
 /// ` (did you mean "NetworkTraffic"?)` when a known name differs only in case, `_` or `-`.
 fn suggestion<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> String {
-    similar_name(name, candidates).map(|s| format!(" (did you mean {s:?}?)")).unwrap_or_default()
+    similar_name(name, candidates)
+        .map(|s| format!(" (did you mean {s:?}?)"))
+        .unwrap_or_default()
 }
 
 /// The one candidate that differs from `name` only in case, `_` or `-`.
 fn similar_name<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    let norm = |s: &str| s.chars().filter(|c| *c != '_' && *c != '-').collect::<String>().to_lowercase();
+    let norm = |s: &str| {
+        s.chars()
+            .filter(|c| *c != '_' && *c != '-')
+            .collect::<String>()
+            .to_lowercase()
+    };
     let n = norm(name);
     let matches: Vec<&str> = candidates.filter(|c| *c != name && norm(c) == n).collect();
     match matches.as_slice() {

@@ -11,8 +11,8 @@ use std::{
     sync::{Arc, atomic::AtomicUsize},
 };
 
-pub use parallel::{Parallelizer, num_feasible_nodes_to_find};
 pub use build::FrameworkOptions;
+pub use parallel::{Parallelizer, num_feasible_nodes_to_find};
 pub use schedule::{Diagnosis, FitError, ScheduleError, ScheduleResult, select_host};
 
 use crate::{ClusterEventWithHint, Handle, Plugin, metrics::FrameworkMetrics};
@@ -107,7 +107,10 @@ impl Framework {
     /// Score plugins with their weights, in order.
     #[must_use]
     pub fn score_weights(&self) -> Vec<(String, i64)> {
-        self.score.iter().map(|e| (e.name().to_owned(), e.weight)).collect()
+        self.score
+            .iter()
+            .map(|e| (e.name().to_owned(), e.weight))
+            .collect()
     }
 
     /// The PreEnqueue plugins (the queue runs them).
@@ -164,7 +167,12 @@ impl Framework {
     pub fn pre_filter_extension_plugins(&self) -> BTreeSet<String> {
         self.pre_filter
             .iter()
-            .filter(|e| e.plugin.as_pre_filter().and_then(|p| p.pre_filter_extensions()).is_some())
+            .filter(|e| {
+                e.plugin
+                    .as_pre_filter()
+                    .and_then(|p| p.pre_filter_extensions())
+                    .is_some()
+            })
             .map(|e| e.name().to_owned())
             .collect()
     }
