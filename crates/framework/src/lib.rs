@@ -16,14 +16,24 @@ mod types;
 mod waiting_pods;
 mod node_info;
 mod pod_info;
+pub mod quantity;
 mod queued_pod_info;
+pub mod resource;
 mod snapshot;
 mod status;
 
 pub use cycle_state::{CycleState, StateData, StateError};
 pub use events::{ActionType, ClusterEvent, ClusterEventWithHint, ClusterObject, EventResource, QueueingHint};
-pub use node_info::NodeInfo;
-pub use pod_info::{PodInfo, pod_key, pod_priority};
+pub use node_info::{
+    DEFAULT_BIND_ALL_HOST_IP, DEFAULT_PROTOCOL, HostPortInfo, ImageStateSummary, NodeInfo,
+    ProtocolPort, node_image_states, pod_host_ports,
+};
+pub use pod_info::{
+    AffinityTerm, LabelOperator, LabelRequirement, LabelSelector, PodInfo, PodInfoError,
+    SelectorError, WeightedAffinityTerm, pod_key, pod_priority,
+};
+pub use quantity::{ParsedQuantity, QuantityError, parse_quantity};
+pub use resource::{PodResource, Resource, ResourceError};
 pub use queued_pod_info::QueuedPodInfo;
 pub use snapshot::Snapshot;
 pub use status::{Code, Status, StatusError};

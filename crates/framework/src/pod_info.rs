@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, WeightedPodAffinityTerm};
 
 pub use self::{
     affinity::{AffinityTerm, WeightedAffinityTerm},
-    label_selector::{LabelSelector, Operator, Requirement, SelectorError},
+    label_selector::{LabelOperator, LabelRequirement, LabelSelector, SelectorError},
 };
 use crate::resource::{PodResource, ResourceError};
 
@@ -55,7 +55,10 @@ impl PodInfo {
     pub fn new(pod: Arc<Pod>) -> Self {
         let key = pod_key(&pod);
         let (resource, resource_errors) = PodResource::of_pod(&pod);
-        let mut parse_errors: Vec<PodInfoError> = resource_errors.into_iter().map(PodInfoError::from).collect();
+        let mut parse_errors: Vec<PodInfoError> = resource_errors
+            .into_iter()
+            .map(PodInfoError::from)
+            .collect();
 
         let affinity = pod.spec.as_ref().and_then(|s| s.affinity.as_ref());
         let pod_affinity = affinity.and_then(|a| a.pod_affinity.as_ref());
@@ -63,25 +66,47 @@ impl PodInfo {
         const REQUIRED: &str = "requiredDuringSchedulingIgnoredDuringExecution";
         const PREFERRED: &str = "preferredDuringSchedulingIgnoredDuringExecution";
         let mut required = |terms: Option<&Vec<PodAffinityTerm>>, field: &str| {
-            collect_terms(terms, |t| AffinityTerm::new(&pod, t), field, &mut parse_errors)
+            collect_terms(
+                terms,
+                |t| AffinityTerm::new(&pod, t),
+                field,
+                &mut parse_errors,
+            )
         };
         let required_affinity_terms = required(
-            pod_affinity.and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref()),
+            pod_affinity.and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            }),
             &format!("spec.affinity.podAffinity.{REQUIRED}"),
         );
         let required_anti_affinity_terms = required(
-            pod_anti_affinity.and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref()),
+            pod_anti_affinity.and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            }),
             &format!("spec.affinity.podAntiAffinity.{REQUIRED}"),
         );
         let mut preferred = |terms: Option<&Vec<WeightedPodAffinityTerm>>, field: &str| {
-            collect_terms(terms, |t| WeightedAffinityTerm::new(&pod, t), field, &mut parse_errors)
+            collect_terms(
+                terms,
+                |t| WeightedAffinityTerm::new(&pod, t),
+                field,
+                &mut parse_errors,
+            )
         };
         let preferred_affinity_terms = preferred(
-            pod_affinity.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()),
+            pod_affinity.and_then(|a| {
+                a.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            }),
             &format!("spec.affinity.podAffinity.{PREFERRED}"),
         );
         let preferred_anti_affinity_terms = preferred(
-            pod_anti_affinity.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()),
+            pod_anti_affinity.and_then(|a| {
+                a.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            }),
             &format!("spec.affinity.podAntiAffinity.{PREFERRED}"),
         );
 
@@ -112,7 +137,11 @@ impl PodInfo {
     /// `spec.nodeName`, if the pod is bound or assumed.
     #[must_use]
     pub fn node_name(&self) -> Option<&str> {
-        self.pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).filter(|n| !n.is_empty())
+        self.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .filter(|n| !n.is_empty())
     }
 
     /// Required pod affinity terms.
@@ -171,7 +200,10 @@ impl PodInfo {
         let affinity = self.pod.spec.as_ref().and_then(|s| s.affinity.as_ref());
         affinity
             .and_then(|a| a.pod_anti_affinity.as_ref())
-            .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
+            .and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
             .is_some_and(|terms| !terms.is_empty())
     }
 }
@@ -186,7 +218,10 @@ fn collect_terms<T, U>(
 ) -> Vec<U> {
     let parsed: Result<Vec<U>, SelectorError> = terms.into_iter().flatten().map(parse).collect();
     parsed.unwrap_or_else(|source| {
-        errors.push(PodInfoError::Affinity { field: field.to_owned(), source });
+        errors.push(PodInfoError::Affinity {
+            field: field.to_owned(),
+            source,
+        });
         Vec::new()
     })
 }
@@ -223,7 +258,11 @@ mod tests {
 
     fn pod_with(spec: PodSpec) -> Arc<Pod> {
         Arc::new(Pod {
-            metadata: ObjectMeta { namespace: Some("ns".into()), name: Some("p".into()), ..Default::default() },
+            metadata: ObjectMeta {
+                namespace: Some("ns".into()),
+                name: Some("p".into()),
+                ..Default::default()
+            },
             spec: Some(spec),
             ..Default::default()
         })
@@ -255,12 +294,21 @@ mod tests {
 
     #[test]
     fn parses_anti_affinity_terms() {
-        let selector = MetaSelector { match_labels: Some([("app".into(), "web".into())].into()), ..Default::default() };
-        let info = PodInfo::new(pod_with(PodSpec { affinity: Some(anti_affinity(selector)), ..Default::default() }));
+        let selector = MetaSelector {
+            match_labels: Some([("app".into(), "web".into())].into()),
+            ..Default::default()
+        };
+        let info = PodInfo::new(pod_with(PodSpec {
+            affinity: Some(anti_affinity(selector)),
+            ..Default::default()
+        }));
         assert!(info.has_affinity());
         assert!(info.has_required_anti_affinity());
         assert_eq!(info.required_anti_affinity_terms().len(), 1);
-        assert_eq!(info.required_anti_affinity_terms()[0].namespaces, ["ns".to_owned()].into());
+        assert_eq!(
+            info.required_anti_affinity_terms()[0].namespaces,
+            ["ns".to_owned()].into()
+        );
         assert!(info.required_affinity_terms().is_empty());
     }
 
@@ -292,6 +340,9 @@ mod tests {
         let first = info.parse_error().unwrap().to_string();
         assert!(first.contains("\"12Q\""), "{first}");
         let second = info.parse_errors()[1].to_string();
-        assert!(second.starts_with("spec.affinity.podAntiAffinity.requiredDuringScheduling"), "{second}");
+        assert!(
+            second.starts_with("spec.affinity.podAntiAffinity.requiredDuringScheduling"),
+            "{second}"
+        );
     }
 }

@@ -66,7 +66,10 @@ impl Resource {
     /// The resources of a resource list (e.g. `node.status.allocatable`), with an error for
     /// each malformed quantity; those count as absent. `field` names the list in errors.
     #[must_use]
-    pub fn from_resource_list(list: &BTreeMap<String, Quantity>, field: &str) -> (Self, Vec<ResourceError>) {
+    pub fn from_resource_list(
+        list: &BTreeMap<String, Quantity>,
+        field: &str,
+    ) -> (Self, Vec<ResourceError>) {
         let mut errors = Vec::new();
         let amounts = parse_list(list, &mut errors, || field.to_owned());
         (Self::from_amounts(&amounts), errors)
@@ -163,7 +166,11 @@ impl PodResource {
         let parsed = ParsedPod::new(pod, &mut errors);
         let requests = parsed.requests(None);
         let non_missing = parsed.non_missing_defaults(&requests);
-        let non_zero = if non_missing.is_empty() { None } else { Some(parsed.requests(Some(&non_missing))) };
+        let non_zero = if non_missing.is_empty() {
+            None
+        } else {
+            Some(parsed.requests(Some(&non_missing)))
+        };
         let non_zero = non_zero.as_ref().unwrap_or(&requests);
         let get = |name: &str| non_zero.get(name).copied().unwrap_or_default();
         let cap = |v: i64| v.clamp(-MAX_POD_RESOURCE_VALUE, MAX_POD_RESOURCE_VALUE);
@@ -223,16 +230,26 @@ fn is_qualified_name(s: &str) -> bool {
     };
     let name_ok = !name.is_empty()
         && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && name.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric)
-        && name.as_bytes().last().is_some_and(u8::is_ascii_alphanumeric);
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && name
+            .as_bytes()
+            .first()
+            .is_some_and(u8::is_ascii_alphanumeric)
+        && name
+            .as_bytes()
+            .last()
+            .is_some_and(u8::is_ascii_alphanumeric);
     let prefix_ok = prefix.is_none_or(|p| {
         !p.is_empty()
             && p.len() <= 253
             && p.split('.').all(|label| {
                 !label.is_empty()
                     && label.len() <= 63
-                    && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                     && !label.starts_with('-')
                     && !label.ends_with('-')
             })
@@ -260,7 +277,10 @@ fn parse_list(
             Ok(q) => {
                 out.insert(name.clone(), q);
             }
-            Err(source) => errors.push(ResourceError { field: format!("{}[{name}]", field()), source }),
+            Err(source) => errors.push(ResourceError {
+                field: format!("{}[{name}]", field()),
+                source,
+            }),
         }
     }
     out
@@ -309,28 +329,46 @@ impl ParsedPod {
             .is_some_and(|c| c.reason.as_deref() == Some("Infeasible"));
         let statuses: Vec<&ContainerStatus> = status
             .into_iter()
-            .flat_map(|s| s.container_statuses.iter().flatten().chain(s.init_container_statuses.iter().flatten()))
+            .flat_map(|s| {
+                s.container_statuses
+                    .iter()
+                    .flatten()
+                    .chain(s.init_container_statuses.iter().flatten())
+            })
             .collect();
-        let mut parse_containers = |list: Option<&Vec<Container>>, kind: &str| -> Vec<ParsedContainer> {
-            list.into_iter()
-                .flatten()
-                .map(|c| {
-                    let status = statuses.iter().find(|s| s.name == c.name).copied();
-                    parse_container(c, status, resize_infeasible, kind, errors)
-                })
-                .collect()
-        };
+        let mut parse_containers =
+            |list: Option<&Vec<Container>>, kind: &str| -> Vec<ParsedContainer> {
+                list.into_iter()
+                    .flatten()
+                    .map(|c| {
+                        let status = statuses.iter().find(|s| s.name == c.name).copied();
+                        parse_container(c, status, resize_infeasible, kind, errors)
+                    })
+                    .collect()
+            };
         let containers = parse_containers(spec.map(|s| &s.containers), "containers");
-        let init_containers = parse_containers(spec.and_then(|s| s.init_containers.as_ref()), "initContainers");
+        let init_containers = parse_containers(
+            spec.and_then(|s| s.init_containers.as_ref()),
+            "initContainers",
+        );
         let pod_level = spec
             .and_then(|s| s.resources.as_ref())
             .and_then(|r| r.requests.as_ref())
-            .filter(|reqs| reqs.keys().any(|name| is_supported_pod_level_resource(name)))
+            .filter(|reqs| {
+                reqs.keys()
+                    .any(|name| is_supported_pod_level_resource(name))
+            })
             .map(|reqs| parse_list(reqs, errors, || "spec.resources.requests".to_owned()));
         let overhead = spec
             .and_then(|s| s.overhead.as_ref())
             .map(|o| parse_list(o, errors, || "spec.overhead".to_owned()));
-        Self { containers, init_containers, resize_infeasible, pod_level, overhead }
+        Self {
+            containers,
+            init_containers,
+            resize_infeasible,
+            pod_level,
+            overhead,
+        }
     }
 
     /// Upstream `PodRequests` with `NonMissingContainerRequests = non_missing`.
@@ -402,10 +440,16 @@ impl ParsedPod {
     fn non_missing_defaults(&self, requests: &Amounts) -> Amounts {
         let mut defaults = Amounts::new();
         if self.pod_level.is_none() || !requests.contains_key(RESOURCE_CPU) {
-            defaults.insert(RESOURCE_CPU.to_owned(), ParsedQuantity::from_milli(DEFAULT_MILLI_CPU_REQUEST));
+            defaults.insert(
+                RESOURCE_CPU.to_owned(),
+                ParsedQuantity::from_milli(DEFAULT_MILLI_CPU_REQUEST),
+            );
         }
         if self.pod_level.is_none() || !requests.contains_key(RESOURCE_MEMORY) {
-            defaults.insert(RESOURCE_MEMORY.to_owned(), ParsedQuantity::from_value(DEFAULT_MEMORY_REQUEST));
+            defaults.insert(
+                RESOURCE_MEMORY.to_owned(),
+                ParsedQuantity::from_value(DEFAULT_MEMORY_REQUEST),
+            );
         }
         defaults
     }
@@ -423,20 +467,45 @@ fn parse_container(
         .resources
         .as_ref()
         .and_then(|r| r.requests.as_ref())
-        .map(|r| parse_list(r, errors, || format!("spec.{kind}[{}].resources.requests", c.name)));
-    let status_field = if kind == "containers" { "containerStatuses" } else { "initContainerStatuses" };
+        .map(|r| {
+            parse_list(r, errors, || {
+                format!("spec.{kind}[{}].resources.requests", c.name)
+            })
+        });
+    let status_field = if kind == "containers" {
+        "containerStatuses"
+    } else {
+        "initContainerStatuses"
+    };
     let allocated_status = status
         .and_then(|s| s.allocated_resources.as_ref())
-        .map(|r| parse_list(r, errors, || format!("status.{status_field}[{}].allocatedResources", c.name)));
+        .map(|r| {
+            parse_list(r, errors, || {
+                format!("status.{status_field}[{}].allocatedResources", c.name)
+            })
+        });
     let actuated_status = status
         .and_then(|s| s.resources.as_ref())
         .and_then(|r| r.requests.as_ref())
-        .map(|r| parse_list(r, errors, || format!("status.{status_field}[{}].resources.requests", c.name)));
+        .map(|r| {
+            parse_list(r, errors, || {
+                format!("status.{status_field}[{}].resources.requests", c.name)
+            })
+        });
     // When a resize is infeasible the spec is not what runs: fall back to nothing.
-    let spec_fallback = if resize_infeasible { None } else { spec.clone() };
+    let spec_fallback = if resize_infeasible {
+        None
+    } else {
+        spec.clone()
+    };
     let allocated = allocated_status.clone().or_else(|| spec_fallback.clone());
     let actuated = actuated_status.or(allocated_status).or(spec_fallback);
-    ParsedContainer { restartable, spec, allocated, actuated }
+    ParsedContainer {
+        restartable,
+        spec,
+        allocated,
+        actuated,
+    }
 }
 
 #[cfg(test)]
@@ -448,20 +517,28 @@ mod tests {
     use super::*;
 
     fn list(items: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
-        items.iter().map(|(k, v)| ((*k).to_owned(), Quantity((*v).to_owned()))).collect()
+        items
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), Quantity((*v).to_owned())))
+            .collect()
     }
 
     fn container(name: &str, requests: &[(&str, &str)]) -> Container {
         Container {
             name: name.to_owned(),
-            resources: (!requests.is_empty())
-                .then(|| ResourceRequirements { requests: Some(list(requests)), ..Default::default() }),
+            resources: (!requests.is_empty()).then(|| ResourceRequirements {
+                requests: Some(list(requests)),
+                ..Default::default()
+            }),
             ..Default::default()
         }
     }
 
     fn sidecar(name: &str, requests: &[(&str, &str)]) -> Container {
-        Container { restart_policy: Some("Always".to_owned()), ..container(name, requests) }
+        Container {
+            restart_policy: Some("Always".to_owned()),
+            ..container(name, requests)
+        }
     }
 
     fn pod(containers: Vec<Container>, init: Vec<Container>) -> Pod {
@@ -486,7 +563,14 @@ mod tests {
         let p = pod(
             vec![
                 container("a", &[("cpu", "100m"), ("memory", "1Gi")]),
-                container("b", &[("cpu", "0.5"), ("memory", "512Mi"), ("ephemeral-storage", "1G")]),
+                container(
+                    "b",
+                    &[
+                        ("cpu", "0.5"),
+                        ("memory", "512Mi"),
+                        ("ephemeral-storage", "1G"),
+                    ],
+                ),
             ],
             vec![],
         );
@@ -500,13 +584,22 @@ mod tests {
 
     #[test]
     fn quantities_add_exactly_before_rounding() {
-        let p = pod(vec![container("a", &[("cpu", "0.5m")]), container("b", &[("cpu", "0.5m")])], vec![]);
+        let p = pod(
+            vec![
+                container("a", &[("cpu", "0.5m")]),
+                container("b", &[("cpu", "0.5m")]),
+            ],
+            vec![],
+        );
         assert_eq!(of(&p).requests.milli_cpu, 1);
     }
 
     #[test]
     fn non_zero_defaults_per_container_without_request() {
-        let p = pod(vec![container("a", &[]), container("b", &[("cpu", "250m")])], vec![]);
+        let p = pod(
+            vec![container("a", &[]), container("b", &[("cpu", "250m")])],
+            vec![],
+        );
         let r = of(&p);
         assert_eq!(r.requests.milli_cpu, 250);
         assert_eq!(r.requests.memory, 0);
@@ -516,7 +609,10 @@ mod tests {
 
     #[test]
     fn explicit_zero_request_gets_no_default() {
-        let p = pod(vec![container("a", &[("cpu", "0"), ("memory", "0")])], vec![]);
+        let p = pod(
+            vec![container("a", &[("cpu", "0"), ("memory", "0")])],
+            vec![],
+        );
         let r = of(&p);
         assert_eq!(r.non_zero_milli_cpu, 0);
         assert_eq!(r.non_zero_memory, 0);
@@ -526,7 +622,10 @@ mod tests {
     fn init_containers_take_the_max() {
         let p = pod(
             vec![container("app", &[("cpu", "1"), ("memory", "1Gi")])],
-            vec![container("init1", &[("cpu", "2"), ("memory", "512Mi")]), container("init2", &[("cpu", "500m")])],
+            vec![
+                container("init1", &[("cpu", "2"), ("memory", "512Mi")]),
+                container("init2", &[("cpu", "500m")]),
+            ],
         );
         let r = of(&p);
         assert_eq!(r.requests.milli_cpu, 2000);
@@ -539,23 +638,35 @@ mod tests {
         // (runs with the sidecar: 2) → 3.
         let p = pod(
             vec![container("app", &[("cpu", "1")])],
-            vec![sidecar("proxy", &[("cpu", "1")]), container("migrate", &[("cpu", "2")])],
+            vec![
+                sidecar("proxy", &[("cpu", "1")]),
+                container("migrate", &[("cpu", "2")]),
+            ],
         );
         assert_eq!(of(&p).requests.milli_cpu, 3000);
         // An init container before the sidecar does not run with it.
         let p = pod(
             vec![container("app", &[("cpu", "1")])],
-            vec![container("migrate", &[("cpu", "2")]), sidecar("proxy", &[("cpu", "1")])],
+            vec![
+                container("migrate", &[("cpu", "2")]),
+                sidecar("proxy", &[("cpu", "1")]),
+            ],
         );
         assert_eq!(of(&p).requests.milli_cpu, 2000);
         // Sidecars add to the app.
-        let p = pod(vec![container("app", &[("cpu", "3")])], vec![sidecar("proxy", &[("cpu", "1")])]);
+        let p = pod(
+            vec![container("app", &[("cpu", "3")])],
+            vec![sidecar("proxy", &[("cpu", "1")])],
+        );
         assert_eq!(of(&p).requests.milli_cpu, 4000);
     }
 
     #[test]
     fn non_zero_defaults_apply_to_init_containers_and_sidecars() {
-        let p = pod(vec![container("app", &[])], vec![sidecar("proxy", &[]), container("init", &[])]);
+        let p = pod(
+            vec![container("app", &[])],
+            vec![sidecar("proxy", &[]), container("init", &[])],
+        );
         let r = of(&p);
         assert_eq!(r.requests.milli_cpu, 0);
         // app + proxy = 200m; init step = init + proxy = 200m.
@@ -576,9 +687,17 @@ mod tests {
 
     #[test]
     fn pod_level_requests_replace_container_sums() {
-        let mut p = pod(vec![container("a", &[("cpu", "1"), ("example.com/gpu", "1")]), container("b", &[])], vec![]);
-        p.spec.as_mut().unwrap().resources =
-            Some(ResourceRequirements { requests: Some(list(&[("cpu", "3")])), ..Default::default() });
+        let mut p = pod(
+            vec![
+                container("a", &[("cpu", "1"), ("example.com/gpu", "1")]),
+                container("b", &[]),
+            ],
+            vec![],
+        );
+        p.spec.as_mut().unwrap().resources = Some(ResourceRequirements {
+            requests: Some(list(&[("cpu", "3")])),
+            ..Default::default()
+        });
         let r = of(&p);
         assert_eq!(r.requests.milli_cpu, 3000);
         assert_eq!(r.requests.scalar("example.com/gpu"), 1);
@@ -615,7 +734,12 @@ mod tests {
         let p = pod(
             vec![container(
                 "a",
-                &[("nvidia.com/gpu", "2"), ("hugepages-2Mi", "4Mi"), ("unknown", "5"), ("requests.foo/bar", "1")],
+                &[
+                    ("nvidia.com/gpu", "2"),
+                    ("hugepages-2Mi", "4Mi"),
+                    ("unknown", "5"),
+                    ("requests.foo/bar", "1"),
+                ],
             )],
             vec![],
         );
@@ -627,7 +751,10 @@ mod tests {
 
     #[test]
     fn malformed_quantities_are_reported_with_their_place() {
-        let mut p = pod(vec![container("app", &[("cpu", "1x"), ("memory", "1Gi")])], vec![]);
+        let mut p = pod(
+            vec![container("app", &[("cpu", "1x"), ("memory", "1Gi")])],
+            vec![],
+        );
         p.spec.as_mut().unwrap().overhead = Some(list(&[("memory", "lots")]));
         let (r, errors) = PodResource::of_pod(&p);
         assert_eq!(r.requests.memory, 1 << 30);
@@ -645,7 +772,10 @@ mod tests {
 
     #[test]
     fn huge_requests_are_capped() {
-        let p = pod(vec![container("a", &[("cpu", "1E"), ("memory", "8Ei")])], vec![]);
+        let p = pod(
+            vec![container("a", &[("cpu", "1E"), ("memory", "8Ei")])],
+            vec![],
+        );
         let r = of(&p);
         assert_eq!(r.requests.milli_cpu, MAX_POD_RESOURCE_VALUE);
         assert_eq!(r.requests.memory, MAX_POD_RESOURCE_VALUE);
@@ -654,7 +784,13 @@ mod tests {
     #[test]
     fn allocatable_from_a_resource_list() {
         let (r, errors) = Resource::from_resource_list(
-            &list(&[("cpu", "3800m"), ("memory", "15Gi"), ("pods", "110"), ("example.com/fpga", "2"), ("bad", "?")]),
+            &list(&[
+                ("cpu", "3800m"),
+                ("memory", "15Gi"),
+                ("pods", "110"),
+                ("example.com/fpga", "2"),
+                ("bad", "?"),
+            ]),
             "status.allocatable",
         );
         assert_eq!(r.milli_cpu, 3800);
@@ -667,7 +803,10 @@ mod tests {
 
     #[test]
     fn add_then_sub_restores_exactly() {
-        let mut a = Resource { milli_cpu: 5, ..Default::default() };
+        let mut a = Resource {
+            milli_cpu: 5,
+            ..Default::default()
+        };
         let b = Resource {
             milli_cpu: i64::MAX,
             memory: 7,
@@ -682,11 +821,24 @@ mod tests {
 
     #[test]
     fn scalar_resource_names() {
-        for name in ["example.com/gpu", "nvidia.com/gpu", "hugepages-1Gi", "kubernetes.io/foo", "attachable-volumes-aws-ebs"]
-        {
+        for name in [
+            "example.com/gpu",
+            "nvidia.com/gpu",
+            "hugepages-1Gi",
+            "kubernetes.io/foo",
+            "attachable-volumes-aws-ebs",
+        ] {
             assert!(is_scalar_resource_name(name), "{name}");
         }
-        for name in ["cpu", "memory", "pods", "foo", "requests.example.com/gpu", "Example.com/gpu", "example.com/-x"] {
+        for name in [
+            "cpu",
+            "memory",
+            "pods",
+            "foo",
+            "requests.example.com/gpu",
+            "Example.com/gpu",
+            "example.com/-x",
+        ] {
             assert!(!is_scalar_resource_name(name), "{name}");
         }
     }

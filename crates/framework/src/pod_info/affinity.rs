@@ -45,7 +45,12 @@ impl AffinityTerm {
         } else {
             explicit.iter().cloned().collect()
         };
-        Ok(Self { namespaces, selector, topology_key: term.topology_key.clone(), namespace_selector })
+        Ok(Self {
+            namespaces,
+            selector,
+            topology_key: term.topology_key.clone(),
+            namespace_selector,
+        })
     }
 
     /// Whether `pod` (in a namespace labelled `namespace_labels`) is selected by the term
@@ -54,9 +59,14 @@ impl AffinityTerm {
     pub fn matches(&self, pod: &Pod, namespace_labels: Option<&BTreeMap<String, String>>) -> bool {
         let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
         let empty = BTreeMap::new();
-        let in_namespace =
-            self.namespaces.contains(ns) || self.namespace_selector.matches(namespace_labels.unwrap_or(&empty));
-        in_namespace && self.selector.matches(pod.metadata.labels.as_ref().unwrap_or(&empty))
+        let in_namespace = self.namespaces.contains(ns)
+            || self
+                .namespace_selector
+                .matches(namespace_labels.unwrap_or(&empty));
+        in_namespace
+            && self
+                .selector
+                .matches(pod.metadata.labels.as_ref().unwrap_or(&empty))
     }
 }
 
@@ -66,13 +76,18 @@ impl WeightedAffinityTerm {
     /// # Errors
     /// [`SelectorError`] when the label or namespace selector is invalid.
     pub fn new(pod: &Pod, term: &WeightedPodAffinityTerm) -> Result<Self, SelectorError> {
-        Ok(Self { term: AffinityTerm::new(pod, &term.pod_affinity_term)?, weight: term.weight })
+        Ok(Self {
+            term: AffinityTerm::new(pod, &term.pod_affinity_term)?,
+            weight: term.weight,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector as MetaSelector, ObjectMeta};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+        LabelSelector as MetaSelector, ObjectMeta,
+    };
 
     use super::*;
 
@@ -81,7 +96,12 @@ mod tests {
             metadata: ObjectMeta {
                 namespace: Some(ns.into()),
                 name: Some("p".into()),
-                labels: Some(labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect(),
+                ),
                 ..Default::default()
             },
             ..Default::default()
@@ -89,13 +109,20 @@ mod tests {
     }
 
     fn selector(app: &str) -> Option<MetaSelector> {
-        Some(MetaSelector { match_labels: Some([("app".to_owned(), app.to_owned())].into()), match_expressions: None })
+        Some(MetaSelector {
+            match_labels: Some([("app".to_owned(), app.to_owned())].into()),
+            match_expressions: None,
+        })
     }
 
     #[test]
     fn defaults_to_the_pods_namespace() {
         let owner = pod("team-a", &[]);
-        let term = PodAffinityTerm { label_selector: selector("web"), topology_key: "zone".into(), ..Default::default() };
+        let term = PodAffinityTerm {
+            label_selector: selector("web"),
+            topology_key: "zone".into(),
+            ..Default::default()
+        };
         let t = AffinityTerm::new(&owner, &term).unwrap();
         assert_eq!(t.namespaces, ["team-a".to_owned()].into());
         assert!(t.matches(&pod("team-a", &[("app", "web")]), None));

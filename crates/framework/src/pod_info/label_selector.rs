@@ -12,21 +12,21 @@ pub enum LabelSelector {
     /// Matches no label set (the selector was absent).
     Nothing,
     /// Requirements that must all hold; empty matches every label set.
-    Requirements(Vec<Requirement>),
+    Requirements(Vec<LabelRequirement>),
 }
 
 /// One requirement on a label.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Requirement {
+pub struct LabelRequirement {
     /// The label key.
     pub key: String,
     /// What the label must satisfy.
-    pub operator: Operator,
+    pub operator: LabelOperator,
 }
 
 /// A label requirement's operator with its values.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Operator {
+pub enum LabelOperator {
     /// The label exists and its value is one of these (`matchLabels` gives a single value).
     In(BTreeSet<String>),
     /// The label is absent, or its value is none of these.
@@ -77,24 +77,32 @@ impl LabelSelector {
         };
         let mut requirements = Vec::new();
         for (key, value) in selector.match_labels.iter().flatten() {
-            requirements.push(Requirement { key: key.clone(), operator: Operator::In([value.clone()].into()) });
+            requirements.push(LabelRequirement {
+                key: key.clone(),
+                operator: LabelOperator::In([value.clone()].into()),
+            });
         }
         for expr in selector.match_expressions.iter().flatten() {
             let values: BTreeSet<String> = expr.values.iter().flatten().cloned().collect();
             let key = expr.key.clone();
             let operator = expr.operator.clone();
             let op = match expr.operator.as_str() {
-                "In" | "NotIn" if values.is_empty() => return Err(SelectorError::MissingValues { key, operator }),
+                "In" | "NotIn" if values.is_empty() => {
+                    return Err(SelectorError::MissingValues { key, operator });
+                }
                 "Exists" | "DoesNotExist" if !values.is_empty() => {
                     return Err(SelectorError::UnexpectedValues { key, operator });
                 }
-                "In" => Operator::In(values),
-                "NotIn" => Operator::NotIn(values),
-                "Exists" => Operator::Exists,
-                "DoesNotExist" => Operator::DoesNotExist,
+                "In" => LabelOperator::In(values),
+                "NotIn" => LabelOperator::NotIn(values),
+                "Exists" => LabelOperator::Exists,
+                "DoesNotExist" => LabelOperator::DoesNotExist,
                 _ => return Err(SelectorError::InvalidOperator { key, operator }),
             };
-            requirements.push(Requirement { key: expr.key.clone(), operator: op });
+            requirements.push(LabelRequirement {
+                key: expr.key.clone(),
+                operator: op,
+            });
         }
         Ok(Self::Requirements(requirements))
     }
@@ -121,16 +129,16 @@ impl LabelSelector {
     }
 }
 
-impl Requirement {
+impl LabelRequirement {
     /// Whether `labels` satisfy this requirement.
     #[must_use]
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         let value = labels.get(&self.key);
         match &self.operator {
-            Operator::In(values) => value.is_some_and(|v| values.contains(v)),
-            Operator::NotIn(values) => value.is_none_or(|v| !values.contains(v)),
-            Operator::Exists => value.is_some(),
-            Operator::DoesNotExist => value.is_none(),
+            LabelOperator::In(values) => value.is_some_and(|v| values.contains(v)),
+            LabelOperator::NotIn(values) => value.is_none_or(|v| !values.contains(v)),
+            LabelOperator::Exists => value.is_some(),
+            LabelOperator::DoesNotExist => value.is_none(),
         }
     }
 }
@@ -142,7 +150,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     fn expr(key: &str, op: &str, values: &[&str]) -> LabelSelectorRequirement {
@@ -176,21 +187,48 @@ mod tests {
         };
         let s = LabelSelector::parse(Some(&sel)).unwrap();
         assert!(s.matches(&labels(&[("app", "web"), ("tier", "a"), ("team", "x")])));
-        assert!(s.matches(&labels(&[("app", "web"), ("tier", "b"), ("team", "x"), ("env", "dev")])));
-        assert!(!s.matches(&labels(&[("app", "web"), ("tier", "b"), ("team", "x"), ("env", "prod")])));
+        assert!(s.matches(&labels(&[
+            ("app", "web"),
+            ("tier", "b"),
+            ("team", "x"),
+            ("env", "dev")
+        ])));
+        assert!(!s.matches(&labels(&[
+            ("app", "web"),
+            ("tier", "b"),
+            ("team", "x"),
+            ("env", "prod")
+        ])));
         assert!(!s.matches(&labels(&[("app", "web"), ("tier", "c"), ("team", "x")])));
         assert!(!s.matches(&labels(&[("app", "web"), ("tier", "a")])));
-        assert!(!s.matches(&labels(&[("app", "web"), ("tier", "a"), ("team", "x"), ("legacy", "")])));
+        assert!(!s.matches(&labels(&[
+            ("app", "web"),
+            ("tier", "a"),
+            ("team", "x"),
+            ("legacy", "")
+        ])));
         assert!(!s.matches(&labels(&[("app", "db"), ("tier", "a"), ("team", "x")])));
     }
 
     #[test]
     fn invalid_requirements() {
         let parse = |e| {
-            LabelSelector::parse(Some(&metav1::LabelSelector { match_expressions: Some(vec![e]), match_labels: None }))
+            LabelSelector::parse(Some(&metav1::LabelSelector {
+                match_expressions: Some(vec![e]),
+                match_labels: None,
+            }))
         };
-        assert!(matches!(parse(expr("a", "In", &[])), Err(SelectorError::MissingValues { .. })));
-        assert!(matches!(parse(expr("a", "Exists", &["x"])), Err(SelectorError::UnexpectedValues { .. })));
-        assert!(matches!(parse(expr("a", "Gt", &["1"])), Err(SelectorError::InvalidOperator { .. })));
+        assert!(matches!(
+            parse(expr("a", "In", &[])),
+            Err(SelectorError::MissingValues { .. })
+        ));
+        assert!(matches!(
+            parse(expr("a", "Exists", &["x"])),
+            Err(SelectorError::UnexpectedValues { .. })
+        ));
+        assert!(matches!(
+            parse(expr("a", "Gt", &["1"])),
+            Err(SelectorError::InvalidOperator { .. })
+        ));
     }
 }
