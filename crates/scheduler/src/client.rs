@@ -1,0 +1,154 @@
+//! The kube client the scheduler uses: kubeconfig (or in-cluster) plus a client-side rate
+//! limit, since kube-rs has none (client-go's QPS/burst, from `clientConnection.qps/burst`).
+
+use std::{
+    future::Future,
+    num::NonZeroU32,
+    path::Path,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use kube::{
+    Client, Config,
+    client::ClientBuilder,
+    config::{KubeConfigOptions, Kubeconfig},
+};
+use tower::{Layer, Service};
+
+use crate::Error;
+
+/// Builds a client from `kubeconfig` (or `$KUBECONFIG` / `~/.kube/config` / in-cluster when
+/// `None`) limited to `qps` requests per second with `burst` (`qps <= 0` disables the limit).
+///
+/// # Errors
+/// [`Error::Client`] when the kubeconfig cannot be read or the client cannot be built.
+pub async fn build_client(kubeconfig: Option<&Path>, qps: f32, burst: u32) -> Result<Client, Error> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path)
+                .map_err(|e| Error::Client(format!("reading kubeconfig {}: {e}", path.display())))?;
+            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                .await
+                .map_err(|e| Error::Client(format!("loading kubeconfig {}: {e}", path.display())))?
+        }
+        None => Config::infer().await.map_err(|e| Error::Client(format!("inferring a kube config: {e}")))?,
+    };
+    client_from_config(config, qps, burst)
+}
+
+/// Builds a rate-limited client from a loaded config.
+///
+/// # Errors
+/// [`Error::Client`] when the TLS or HTTP stack cannot be built.
+pub fn client_from_config(config: Config, qps: f32, burst: u32) -> Result<Client, Error> {
+    let builder = ClientBuilder::try_from(config).map_err(|e| Error::Client(format!("building the kube client: {e}")))?;
+    Ok(builder.with_layer(&RateLimitLayer::new(qps, burst)).build())
+}
+
+/// A token-bucket limit on requests (GCRA from `governor`): `qps` per second, `burst` at once.
+/// Long-running watches count once, when they start.
+#[derive(Clone)]
+pub struct RateLimitLayer {
+    limiter: Option<Arc<DefaultDirectRateLimiter>>,
+}
+
+impl RateLimitLayer {
+    /// A limit of `qps` requests per second with `burst`; no limit when `qps <= 0`.
+    #[must_use]
+    pub fn new(qps: f32, burst: u32) -> Self {
+        if !qps.is_finite() || qps <= 0.0 {
+            return Self { limiter: None };
+        }
+        let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        let period = std::time::Duration::from_secs_f64(1.0 / f64::from(qps));
+        let limiter = Quota::with_period(period).map(|q| Arc::new(RateLimiter::direct(q.allow_burst(burst))));
+        Self { limiter }
+    }
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimit<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimit { inner, limiter: self.limiter.clone(), waiting: None, permitted: false }
+    }
+}
+
+type Wait = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The service [`RateLimitLayer`] produces: `poll_ready` waits for a token.
+pub struct RateLimit<S> {
+    inner: S,
+    limiter: Option<Arc<DefaultDirectRateLimiter>>,
+    waiting: Option<Wait>,
+    permitted: bool,
+}
+
+impl<S, R> Service<R> for RateLimit<S>
+where
+    S: Service<R>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if let Some(limiter) = &self.limiter
+            && !self.permitted
+        {
+            let wait = self.waiting.get_or_insert_with(|| {
+                let l = limiter.clone();
+                Box::pin(async move { l.until_ready().await })
+            });
+            match wait.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(()) => {
+                    self.waiting = None;
+                    self.permitted = true;
+                }
+            }
+        }
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: R) -> Self::Future {
+        self.permitted = false;
+        self.inner.call(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{convert::Infallible, time::Instant};
+
+    use tower::{ServiceExt, service_fn};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn limits_to_qps_after_burst() {
+        let svc = service_fn(|(): ()| async { Ok::<_, Infallible>(()) });
+        let mut svc = RateLimitLayer::new(100.0, 5).layer(svc);
+        let start = Instant::now();
+        for _ in 0..25 {
+            svc.ready().await.unwrap().call(()).await.unwrap();
+        }
+        // 5 at once, then 20 at 100/s: about 200 ms.
+        let took = start.elapsed();
+        assert!(took.as_millis() >= 150, "{took:?}");
+        assert!(took.as_millis() < 2000, "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn zero_qps_is_unlimited() {
+        let svc = service_fn(|(): ()| async { Ok::<_, Infallible>(()) });
+        let mut svc = RateLimitLayer::new(0.0, 0).layer(svc);
+        let start = Instant::now();
+        for _ in 0..1000 {
+            svc.ready().await.unwrap().call(()).await.unwrap();
+        }
+        assert!(start.elapsed().as_millis() < 500);
+    }
+}

@@ -1,0 +1,442 @@
+//! [`Scheduler`] and its builder: configuration, profiles, queue, cache, informers, leader
+//! election, HTTP, and the scheduling loop.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
+
+use ksched_cache::Cache;
+use ksched_framework::{
+    EventRecorder, Framework, Handle, Plugin, PluginArgs, PluginError, Registry, Snapshot,
+    config::{KubeSchedulerConfiguration, SchedulerConfig},
+    runtime::{FrameworkOptions, Parallelizer},
+};
+use ksched_queue::{PriorityQueue, QueueConfig};
+use kube::Client;
+use parking_lot::Mutex;
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric},
+    metrics::{counter::ConstCounter, gauge::ConstGauge},
+    registry::Registry as MetricsRegistry,
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    Error, Result,
+    client::build_client,
+    eventhandlers::{self, Handlers, PodLister},
+    events::KubeEventRecorder,
+    http::{self, Health},
+    leader::Election,
+    metrics::{CacheType, SchedulerMetrics},
+    pod_status::StatusUpdates,
+    schedule_one::BINDING_DRAIN_TIMEOUT,
+};
+
+/// What schedule_one and the handlers share.
+pub(crate) struct Inner {
+    pub(crate) profiles: Arc<HashMap<String, Arc<Framework>>>,
+    pub(crate) queue: Arc<PriorityQueue>,
+    pub(crate) cache: Arc<Cache>,
+    pub(crate) client: Option<Client>,
+    pub(crate) metrics: SchedulerMetrics,
+    pub(crate) pods: Arc<PodLister>,
+    pub(crate) snapshot: Mutex<Arc<Snapshot>>,
+    pub(crate) empty_snapshot: Arc<Snapshot>,
+    pub(crate) bindings: TaskTracker,
+    pub(crate) status_updates: StatusUpdates,
+}
+
+enum ConfigSource {
+    Defaults,
+    File(PathBuf),
+    Yaml(String),
+    Raw(Box<KubeSchedulerConfiguration>),
+}
+
+/// Builds a [`Scheduler`], like upstream's `app.NewSchedulerCommand(app.WithPlugin(...))`.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), ksched::Error> {
+/// use ksched::Scheduler;
+/// use tokio_util::sync::CancellationToken;
+///
+/// let scheduler = Scheduler::builder()
+///     // .with_plugin("NetworkTraffic", ksched_networktraffic::new)
+///     .with_config_file("/etc/kubernetes/scheduler-config.yaml")
+///     .build()
+///     .await?;
+/// scheduler.run(CancellationToken::new()).await?;
+/// # Ok(()) }
+/// ```
+pub struct SchedulerBuilder {
+    registry: Registry,
+    errors: Vec<Error>,
+    config: ConfigSource,
+    client: Option<Client>,
+    bind_address: SocketAddr,
+    leader_elect: Option<bool>,
+    kubeconfig: Option<PathBuf>,
+    identity: Option<String>,
+    recorder: Option<Arc<dyn EventRecorder>>,
+}
+
+impl SchedulerBuilder {
+    fn new() -> Self {
+        Self {
+            registry: ksched_plugins::in_tree_registry(),
+            errors: Vec::new(),
+            config: ConfigSource::Defaults,
+            client: None,
+            bind_address: SocketAddr::from(([0, 0, 0, 0], 10259)),
+            leader_elect: None,
+            kubeconfig: None,
+            identity: None,
+            recorder: None,
+        }
+    }
+
+    /// Registers an out-of-tree plugin (upstream `app.WithPlugin`).
+    #[must_use]
+    pub fn with_plugin<F>(mut self, name: impl Into<String>, factory: F) -> Self
+    where
+        F: Fn(&PluginArgs, &Arc<Handle>) -> std::result::Result<Arc<dyn Plugin>, PluginError> + Send + Sync + 'static,
+    {
+        if let Err(e) = self.registry.register(name, factory) {
+            self.errors.push(e.into());
+        }
+        self
+    }
+
+    /// Reads the KubeSchedulerConfiguration from a file.
+    #[must_use]
+    pub fn with_config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config = ConfigSource::File(path.into());
+        self
+    }
+
+    /// Uses KubeSchedulerConfiguration YAML text.
+    #[must_use]
+    pub fn with_config_yaml(mut self, yaml: impl Into<String>) -> Self {
+        self.config = ConfigSource::Yaml(yaml.into());
+        self
+    }
+
+    /// Uses a KubeSchedulerConfiguration struct.
+    #[must_use]
+    pub fn with_config(mut self, config: KubeSchedulerConfiguration) -> Self {
+        self.config = ConfigSource::Raw(Box::new(config));
+        self
+    }
+
+    /// Uses this client instead of one built from `clientConnection`.
+    #[must_use]
+    pub fn with_client(mut self, client: Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// Where `/healthz`, `/readyz` and `/metrics` listen (default `0.0.0.0:10259`).
+    #[must_use]
+    pub fn with_bind_address(mut self, addr: SocketAddr) -> Self {
+        self.bind_address = addr;
+        self
+    }
+
+    /// Overrides `leaderElection.leaderElect`.
+    #[must_use]
+    pub fn with_leader_election(mut self, enabled: bool) -> Self {
+        self.leader_elect = Some(enabled);
+        self
+    }
+
+    /// Overrides `clientConnection.kubeconfig`.
+    #[must_use]
+    pub fn with_kubeconfig(mut self, path: impl Into<PathBuf>) -> Self {
+        self.kubeconfig = Some(path.into());
+        self
+    }
+
+    /// The identity in the Lease (default: hostname + random suffix, as upstream).
+    #[must_use]
+    pub fn with_identity(mut self, identity: impl Into<String>) -> Self {
+        self.identity = Some(identity.into());
+        self
+    }
+
+    /// Records events with this recorder instead of the events API.
+    #[must_use]
+    pub fn with_event_recorder(mut self, recorder: Arc<dyn EventRecorder>) -> Self {
+        self.recorder = Some(recorder);
+        self
+    }
+
+    /// Validates the configuration, builds the client, the profiles, the queue and the cache.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an invalid configuration (file, field path, problem),
+    /// [`Error::DuplicatePlugin`], [`Error::Client`].
+    pub async fn build(mut self) -> Result<Scheduler> {
+        if let Some(e) = self.errors.pop() {
+            return Err(e);
+        }
+        let mut config = match &self.config {
+            ConfigSource::Defaults => SchedulerConfig::from_raw(KubeSchedulerConfiguration::default(), &self.registry)?,
+            ConfigSource::File(p) => SchedulerConfig::from_file(p, &self.registry)?,
+            ConfigSource::Yaml(y) => SchedulerConfig::from_yaml(y, None, &self.registry)?,
+            ConfigSource::Raw(r) => SchedulerConfig::from_raw((**r).clone(), &self.registry)?,
+        };
+        if let Some(le) = self.leader_elect {
+            config.leader_election.leader_elect = le;
+        }
+        if let Some(kc) = self.kubeconfig.take() {
+            config.client_connection.kubeconfig = Some(kc);
+        }
+        let client = match self.client.take() {
+            Some(c) => c,
+            None => {
+                let cc = &config.client_connection;
+                build_client(cc.kubeconfig.as_deref(), cc.qps, cc.burst).await?
+            }
+        };
+        let identity = self.identity.take().unwrap_or_else(default_identity);
+        let recorder: Arc<dyn EventRecorder> = match self.recorder.take() {
+            Some(r) => r,
+            None => Arc::new(KubeEventRecorder::start(client.clone(), "ksched", Some(identity.clone()))),
+        };
+        let metrics = SchedulerMetrics::default();
+        let parallelizer = Parallelizer::new(config.parallelism)
+            .map_err(|e| Error::Builder(format!("starting {} Filter/Score threads: {e}", config.parallelism)))?;
+        let options = FrameworkOptions {
+            percentage_of_nodes_to_score: config.percentage_of_nodes_to_score,
+            parallelizer,
+            metrics: Some(metrics.framework.clone()),
+        };
+        let mut profiles = HashMap::new();
+        let mut queue_config = QueueConfig::default().with_backoff(config.pod_initial_backoff, config.pod_max_backoff);
+        queue_config.pod_max_in_unschedulable_pods_duration = config.pod_max_in_unschedulable_pods_duration;
+        let mut first: Option<Arc<Framework>> = None;
+        for p in &config.profiles {
+            let handle = Arc::new(Handle::new(&p.scheduler_name, Some(client.clone()), recorder.clone()));
+            let fw = Framework::new(p, &self.registry, handle, options.clone()).map_err(|e| e.in_file(config.file.clone()))?;
+            queue_config = queue_config.with_pre_enqueue(&p.scheduler_name, fw.pre_enqueue_plugins());
+            for (plugin, events) in fw.enqueue_extensions() {
+                queue_config = queue_config.with_hints(&p.scheduler_name, plugin, events.iter().cloned());
+            }
+            first.get_or_insert_with(|| fw.clone());
+            profiles.insert(p.scheduler_name.clone(), fw);
+        }
+        if let Some(fw) = &first
+            && fw.queue_sort_plugin().name() != ksched_plugins::names::PRIORITY_SORT
+        {
+            let fw = fw.clone();
+            queue_config = queue_config.with_less(Arc::new(move |a, b| fw.less(a, b)));
+        }
+        let queue = Arc::new(
+            PriorityQueue::new(queue_config).map_err(|e| Error::Builder(format!("building the scheduling queue: {e}")))?,
+        );
+        for fw in profiles.values() {
+            fw.handle().set_nominator(queue.clone());
+            fw.handle().set_activator(queue.clone());
+        }
+        let inner = Arc::new(Inner {
+            profiles: Arc::new(profiles),
+            queue,
+            cache: Arc::new(Cache::new()),
+            client: Some(client),
+            metrics,
+            pods: Arc::new(PodLister::default()),
+            snapshot: Mutex::new(Arc::new(Snapshot::default())),
+            empty_snapshot: Arc::new(Snapshot::default()),
+            bindings: TaskTracker::new(),
+            status_updates: StatusUpdates::default(),
+        });
+        Ok(Scheduler { inner, config, bind_address: self.bind_address, identity, health: Arc::new(Health::default()) })
+    }
+}
+
+fn default_identity() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_owned()))
+        .unwrap_or_else(|| "ksched".into());
+    let suffix: u32 = rand::random();
+    format!("{host}_{suffix:08x}")
+}
+
+/// A built scheduler; [`Scheduler::run`] runs it until shutdown.
+pub struct Scheduler {
+    inner: Arc<Inner>,
+    config: SchedulerConfig,
+    bind_address: SocketAddr,
+    identity: String,
+    health: Arc<Health>,
+}
+
+/// Exports the queue's counters at scrape time.
+#[derive(Debug)]
+struct QueueCollector(Arc<PriorityQueue>);
+
+impl Collector for QueueCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::result::Result<(), std::fmt::Error> {
+        let m = self.0.metrics();
+        let p = m.pending;
+        let mut gauge = encoder.encode_descriptor(
+            "pending_pods",
+            "Number of pending pods, by the queue type.",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (q, v) in [("active", p.active), ("backoff", p.backoff), ("unschedulable", p.unschedulable), ("gated", p.gated)] {
+            ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX)).encode(gauge.encode_family(&[("queue", q)])?)?;
+        }
+        let mut counter = encoder.encode_descriptor(
+            "queue_incoming_pods",
+            "Number of pods added to scheduling queues by event and queue type.",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for i in &m.incoming {
+            ConstCounter::new(i.count)
+                .encode(counter.encode_family(&[("queue", i.queue.as_str()), ("event", i.event.as_str())])?)?;
+        }
+        Ok(())
+    }
+}
+
+impl Scheduler {
+    /// A builder with the in-tree plugins registered.
+    #[must_use]
+    pub fn builder() -> SchedulerBuilder {
+        SchedulerBuilder::new()
+    }
+
+    /// The validated configuration.
+    #[must_use]
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.config
+    }
+
+    /// Profile names.
+    #[must_use]
+    pub fn profile_names(&self) -> Vec<String> {
+        self.inner.profiles.keys().cloned().collect()
+    }
+
+    /// Runs until `shutdown` is cancelled (then: stop popping, let bindings finish for up to
+    /// 30 s, release the lease, return `Ok`) or leadership is lost (return
+    /// [`Error::LeaderElection`] at once, as upstream exits).
+    ///
+    /// # Errors
+    /// Serving the HTTP endpoints failed, the election failed, or leadership was lost.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        let inner = self.inner.clone();
+        let mut registry = MetricsRegistry::default();
+        inner.metrics.register(&mut registry);
+        registry.sub_registry_with_prefix("scheduler").register_collector(Box::new(QueueCollector(inner.queue.clone())));
+        let stop = shutdown.child_token();
+        let (addr, http_task) = http::serve(self.bind_address, self.health.clone(), Arc::new(registry), stop.clone()).await?;
+        tracing::info!(%addr, profiles = ?self.profile_names(), "serving /healthz, /readyz, /metrics");
+        self.health.set_not_ready("waiting for the pod and node informers to list");
+
+        let client = inner.client.clone().ok_or_else(|| Error::Builder("no kube client".into()))?;
+        let handlers = Handlers {
+            cache: inner.cache.clone(),
+            queue: inner.queue.clone(),
+            profiles: inner.profiles.clone(),
+            pods: inner.pods.clone(),
+        };
+        let (mut synced, informers) = eventhandlers::start(client.clone(), handlers, stop.clone());
+        let flushes = inner.queue.run();
+        let cache_metrics = spawn_cache_metrics(inner.clone(), stop.clone());
+
+        let outcome = self.lead_and_schedule(&inner, client, &mut synced, &shutdown).await;
+
+        // Shutdown: stop popping, give bindings time to finish, stop the rest.
+        inner.queue.close();
+        inner.bindings.close();
+        if tokio::time::timeout(BINDING_DRAIN_TIMEOUT, inner.bindings.wait()).await.is_err() {
+            tracing::warn!("bindings still running after {BINDING_DRAIN_TIMEOUT:?}; exiting anyway");
+        }
+        inner.status_updates.tracker.close();
+        let _ = tokio::time::timeout(Duration::from_secs(5), inner.status_updates.tracker.wait()).await;
+        stop.cancel();
+        for t in informers.into_iter().chain(flushes).chain([cache_metrics]) {
+            t.abort();
+        }
+        let _ = http_task.await;
+        outcome
+    }
+
+    async fn lead_and_schedule(
+        &self,
+        inner: &Arc<Inner>,
+        client: Client,
+        synced: &mut eventhandlers::Synced,
+        shutdown: &CancellationToken,
+    ) -> Result<()> {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            () = synced.wait() => {}
+        }
+        self.health.set_ready();
+        tracing::info!(nodes = inner.cache.node_count(), pods = inner.pods.len(), "informers synced");
+        let mut election = if self.config.leader_election.leader_elect {
+            let mut e = Election::start(client, &self.config.leader_election, &self.identity).await?;
+            tracing::info!(identity = %self.identity, lease = %format!("{}/{}", self.config.leader_election.resource_namespace, self.config.leader_election.resource_name), "waiting to become leader");
+            tokio::select! {
+                () = shutdown.cancelled() => {
+                    e.release().await;
+                    return Ok(());
+                }
+                r = e.until_leader() => r?,
+            }
+            tracing::info!(identity = %self.identity, "became leader");
+            Some(e)
+        } else {
+            None
+        };
+        let lost = async {
+            match election.as_mut() {
+                Some(e) => e.lost().await,
+                None => std::future::pending().await,
+            }
+        };
+        let result = tokio::select! {
+            () = shutdown.cancelled() => Ok(()),
+            () = inner.scheduling_loop() => Ok(()),
+            () = lost => Err(Error::LeaderElection("leadership lost; stopping at once".into())),
+        };
+        if let Some(e) = election
+            && result.is_ok()
+        {
+            e.release().await;
+        }
+        result
+    }
+}
+
+fn spawn_cache_metrics(inner: Arc<Inner>, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let d = inner.cache.dump();
+            let set = |t: &'static str, v: usize| {
+                inner.metrics.cache_size.get_or_create(&CacheType { r#type: t }).set(i64::try_from(v).unwrap_or(i64::MAX));
+            };
+            set("nodes", inner.cache.node_count());
+            set("pods", inner.cache.pod_count());
+            set("assumed_pods", d.assumed_pods().len());
+        }
+    })
+}
