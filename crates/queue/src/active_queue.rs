@@ -1,0 +1,126 @@
+//! activeQ: the pods ready to be scheduled, ordered by the profile's QueueSort.
+//!
+//! The default order is PrioritySort's — higher `spec.priority` first, then earlier queue
+//! timestamp — and, whatever the QueueSort, pods it cannot tell apart leave in the order they
+//! entered (a sequence number breaks the tie: a plain binary heap is not FIFO by itself).
+
+use std::{fmt, sync::Arc};
+
+use ksched_framework::{QueuedPodInfo, pod_priority};
+
+use crate::{
+    heap::{Heap, Slotted},
+    store::{Entry, PodStore, Slot},
+};
+
+/// A QueueSort `less`: whether the first pod should be scheduled before the second.
+pub type LessFn = Arc<dyn Fn(&QueuedPodInfo, &QueuedPodInfo) -> bool + Send + Sync>;
+
+/// How activeQ (and, within one backoff window, podBackoffQ) orders pods.
+#[derive(Clone, Default)]
+pub(crate) enum Order {
+    /// PrioritySort, compared on the inline keys without touching the pods.
+    #[default]
+    PrioritySort,
+    /// A QueueSort plugin's `less`, then FIFO.
+    Custom(LessFn),
+}
+
+impl fmt::Debug for Order {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Order::PrioritySort => "PrioritySort",
+            Order::Custom(_) => "Custom",
+        })
+    }
+}
+
+/// What a heap item carries to be ordered: PrioritySort's key inline, the FIFO sequence and
+/// the pod's slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SortKey {
+    pub(crate) priority: i32,
+    pub(crate) slot: Slot,
+    /// Queue timestamp, in nanoseconds on the queue's timeline.
+    pub(crate) timestamp: u64,
+    pub(crate) seq: u64,
+}
+
+impl SortKey {
+    pub(crate) fn of(slot: Slot, entry: &Entry, timestamp: u64) -> Self {
+        Self {
+            priority: pod_priority(entry.info.pod()),
+            slot,
+            timestamp,
+            seq: entry.seq,
+        }
+    }
+}
+
+impl Slotted for SortKey {
+    fn slot(&self) -> u32 {
+        self.slot
+    }
+}
+
+impl Order {
+    /// Whether `a` goes before `b`.
+    pub(crate) fn less(&self, entries: &[Option<Entry>], a: &SortKey, b: &SortKey) -> bool {
+        match self {
+            Order::PrioritySort => {
+                a.priority > b.priority
+                    || (a.priority == b.priority && (a.timestamp, a.seq) < (b.timestamp, b.seq))
+            }
+            Order::Custom(less) => {
+                let info =
+                    |k: &SortKey| &entries[k.slot as usize].as_ref().expect("queued pod").info;
+                let (ia, ib) = (info(a), info(b));
+                less(ia, ib) || (!less(ib, ia) && a.seq < b.seq)
+            }
+        }
+    }
+}
+
+/// activeQ.
+#[derive(Debug, Default)]
+pub(crate) struct ActiveQueue {
+    heap: Heap<SortKey>,
+}
+
+impl ActiveQueue {
+    pub(crate) fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    pub(crate) fn push(&mut self, store: &mut PodStore, order: &Order, key: SortKey) {
+        let (entries, pos) = store.split();
+        self.heap.push(key, pos, |a, b| order.less(entries, a, b));
+    }
+
+    pub(crate) fn pop(&mut self, store: &mut PodStore, order: &Order) -> Option<Slot> {
+        let (entries, pos) = store.split();
+        self.heap
+            .pop(pos, |a, b| order.less(entries, a, b))
+            .map(|k| k.slot)
+    }
+
+    pub(crate) fn remove(&mut self, store: &mut PodStore, order: &Order, slot: Slot) {
+        let (entries, pos) = store.split();
+        let at = pos[slot as usize];
+        self.heap
+            .remove_at(at, pos, |a, b| order.less(entries, a, b));
+    }
+
+    /// Re-sorts a pod whose key or pod changed (an update in place).
+    pub(crate) fn update(&mut self, store: &mut PodStore, order: &Order, key: SortKey) {
+        let (entries, pos) = store.split();
+        let at = pos[key.slot as usize];
+        self.heap
+            .replace_at(at, key, pos, |a, b| order.less(entries, a, b));
+    }
+
+    /// Slots in heap order (not sorted).
+    pub(crate) fn slots(&self) -> impl Iterator<Item = Slot> + '_ {
+        self.heap.iter().map(|k| k.slot)
+    }
+}

@@ -1,0 +1,156 @@
+//! The pods the queue holds, each in exactly one place.
+//!
+//! Every pending pod has one slot in a slab and one entry in a `namespace/name` index; its
+//! [`Place`] says which sub-queue (activeQ, one of the two backoff heaps, unschedulablePods)
+//! holds it, and `pos[slot]` its position there. Moving a pod between sub-queues changes its
+//! place and position, never its slot, so a move costs no hashing, and a pod cannot be in two
+//! sub-queues at once by construction.
+
+use std::{
+    borrow::Borrow,
+    collections::HashMap,
+    hash::{Hash, Hasher},
+    sync::Arc,
+};
+
+use ksched_framework::{PodInfo, QueuedPodInfo};
+
+use crate::hints::{ProfileId, Rejectors};
+
+/// Index of a pod in the slab; stable while the pod is queued.
+pub(crate) type Slot = u32;
+
+/// Which sub-queue holds a pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// In the store but in no sub-queue (only between two steps of a move).
+    Detached,
+    /// activeQ.
+    Active,
+    /// podBackoffQ: rejected by plugins, waiting out the backoff.
+    Backoff,
+    /// podErrorBackoffQ: failed with an error, waiting out the error backoff.
+    ErrorBackoff,
+    /// unschedulablePods (gated pods included).
+    Unschedulable,
+}
+
+/// A queued pod and what the queue derives from it.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) info: QueuedPodInfo,
+    pub(crate) place: Place,
+    pub(crate) profile: ProfileId,
+    /// The rejector and gating plugins as plugin ids of the profile, refreshed whenever the
+    /// plugin sets of `info` change while it is queued.
+    pub(crate) rejectors: Rejectors,
+    /// Window-aligned backoff expiry (nanoseconds on the queue's timeline), computed on first
+    /// use like upstream's `BackoffExpiration` cache. `Some(None)` means no backoff at all.
+    pub(crate) backoff_expiry: Option<Option<u64>>,
+    /// Insertion sequence of the pod in its current sub-queue: FIFO among equals.
+    pub(crate) seq: u64,
+}
+
+/// The index key: the pod's `namespace/name`, borrowed from its `PodInfo` instead of copied.
+#[derive(Debug, Clone)]
+struct KeyRef(Arc<PodInfo>);
+
+impl Hash for KeyRef {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.key().hash(state);
+    }
+}
+
+impl PartialEq for KeyRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key() == other.0.key()
+    }
+}
+
+impl Eq for KeyRef {}
+
+impl Borrow<str> for KeyRef {
+    fn borrow(&self) -> &str {
+        self.0.key()
+    }
+}
+
+/// Slab of entries, key index and the positions the sub-queues keep.
+#[derive(Debug, Default)]
+pub(crate) struct PodStore {
+    entries: Vec<Option<Entry>>,
+    /// Position of each slot in the sub-queue of its place.
+    pub(crate) pos: Vec<u32>,
+    free: Vec<Slot>,
+    index: HashMap<KeyRef, Slot>,
+}
+
+impl PodStore {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub(crate) fn lookup(&self, key: &str) -> Option<Slot> {
+        self.index.get(key).copied()
+    }
+
+    pub(crate) fn get(&self, slot: Slot) -> &Entry {
+        self.entries[slot as usize]
+            .as_ref()
+            .expect("slot of a queued pod")
+    }
+
+    pub(crate) fn get_mut(&mut self, slot: Slot) -> &mut Entry {
+        self.entries[slot as usize]
+            .as_mut()
+            .expect("slot of a queued pod")
+    }
+
+    /// The slab, for comparators that read the pods while positions are being written.
+    pub(crate) fn split(&mut self) -> (&[Option<Entry>], &mut [u32]) {
+        (&self.entries, &mut self.pos)
+    }
+
+    /// Stores a pod whose key is not stored yet.
+    pub(crate) fn insert(&mut self, entry: Entry) -> Slot {
+        let key = KeyRef(Arc::clone(&entry.info.pod_info));
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.entries[slot as usize] = Some(entry);
+                slot
+            }
+            None => {
+                self.entries.push(Some(entry));
+                self.pos.push(u32::MAX);
+                (self.entries.len() - 1) as Slot
+            }
+        };
+        let previous = self.index.insert(key, slot);
+        debug_assert!(previous.is_none(), "a key is stored once");
+        slot
+    }
+
+    /// Forgets a pod; the caller has taken it out of its sub-queue.
+    pub(crate) fn remove(&mut self, slot: Slot) -> Entry {
+        let entry = self.entries[slot as usize]
+            .take()
+            .expect("slot of a queued pod");
+        debug_assert_eq!(entry.place, Place::Detached);
+        self.index.remove(entry.info.key());
+        self.free.push(slot);
+        entry
+    }
+
+    /// Swaps in a newer version of the pod (same key), so the old object can be freed.
+    pub(crate) fn set_pod_info(&mut self, slot: Slot, pod_info: Arc<PodInfo>) {
+        self.index.remove(pod_info.key());
+        self.index.insert(KeyRef(Arc::clone(&pod_info)), slot);
+        self.get_mut(slot).info.pod_info = pod_info;
+    }
+
+    #[cfg(test)]
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().flatten()
+    }
+}
