@@ -13,6 +13,11 @@ if ! command -v cargo-deny >/dev/null 2>&1; then
     cargo install --locked cargo-deny
 fi
 
+step "prometheus (Debian package) for the NetworkTraffic tests"
+if [ -x scripts/install-prometheus.sh ]; then
+    scripts/install-prometheus.sh
+fi
+
 step "control plane for the e2e tests (etcd, kube-apiserver, kube-scheduler from Go modules; cached)"
 KSCHED_TESTENV_BIN_DIR="$(testenv/build.sh | tail -n 1)"
 export KSCHED_TESTENV_BIN_DIR
