@@ -15,6 +15,7 @@ use crate::{
     Error,
     dump::{Dump, DumpedPod},
     node_tree::{NodeTree, zone_key},
+    retired::Retired,
 };
 
 /// The scheduler's view of which pods sit on which node, including pods it has decided on but
@@ -377,71 +378,11 @@ impl Cache {
     /// it has then been rebuilt from scratch (upstream does the same), but the cycle that asked
     /// should be retried.
     pub fn update_snapshot(&self, snapshot: &mut Snapshot) -> Result<(), Error> {
-        let mut inner = self.inner.write();
-        let inner = &mut *inner;
-        let since = snapshot.generation();
-        let newest = inner
-            .by_generation
-            .last_key_value()
-            .map_or(since, |(g, _)| (*g).max(since));
-        let changed_names: Vec<String> = inner
-            .by_generation
-            .range((Bound::Excluded(since), Bound::Unbounded))
-            .rev()
-            .map(|(_, name)| name.clone())
-            .collect();
-        let mut changed = Vec::with_capacity(changed_names.len());
-        for name in &changed_names {
-            if let Some(copy) = inner.snapshot_copy(name) {
-                changed.push(copy);
-            }
-        }
-
-        let expected = inner.tree.len();
-        let added = changed
-            .iter()
-            .any(|n| snapshot.get(n.node_name()).is_none());
-        let changed = if !added && snapshot.len() == expected {
-            match snapshot.replace_nodes(changed, newest) {
-                Ok(()) => return Ok(()),
-                Err(changed) => changed,
-            }
-        } else {
-            changed
-        };
-
-        // Nodes were added or removed: list them in node-tree order, taking the fresh copies,
-        // else the snapshot's (unchanged) ones.
-        let mut fresh: HashMap<String, Arc<NodeInfo>> = changed
-            .into_iter()
-            .map(|n| (n.node_name().to_owned(), n))
-            .collect();
-        let names: Vec<String> = inner.tree.list().into_iter().map(str::to_owned).collect();
-        let list: Vec<Arc<NodeInfo>> = names
-            .iter()
-            .filter_map(|name| {
-                fresh
-                    .remove(name)
-                    .or_else(|| snapshot.get(name).cloned())
-                    .or_else(|| inner.snapshot_copy(name))
-            })
-            .collect();
-        snapshot.set_nodes(list, newest);
-        if snapshot.len() == expected {
-            return Ok(());
-        }
-        let listed = snapshot.len();
-        tracing::error!(
-            listed,
-            expected,
-            "Snapshot state is not consistent, rebuilding it"
-        );
-        let list = names
-            .iter()
-            .filter_map(|name| inner.snapshot_copy(name))
-            .collect();
-        snapshot.set_nodes(list, newest);
-        Err(Error::SnapshotInconsistent { listed, expected })
+        let (result, retired) = self.inner.write().update_snapshot(snapshot);
+        // The snapshot's previous copies of changed nodes go only now, outside the lock, and
+        // in the background when there are many (see `Retired`).
+        retired.dispose();
+        result
     }
 }
 
@@ -560,42 +501,116 @@ impl Inner {
         }
     }
 
-    /// The node's NodeInfo as a snapshot holds it: shared pod lists, image summaries with
-    /// cluster-wide counts. `None` for ghosts and unknown names.
-    fn snapshot_copy(&mut self, name: &str) -> Option<Arc<NodeInfo>> {
-        let images = &self.images;
-        let images_generation = self.images_generation;
-        let entry = self.nodes.get_mut(name)?;
-        entry.info.node()?;
-        let summaries = match &entry.image_summaries {
-            Some((generation, summaries)) if *generation == images_generation => {
-                Arc::clone(summaries)
+    /// See [`Cache::update_snapshot`].
+    fn update_snapshot(&mut self, snapshot: &mut Snapshot) -> (Result<(), Error>, Retired) {
+        let mut retired = Retired::default();
+        let since = snapshot.generation();
+        let newest = self
+            .by_generation
+            .last_key_value()
+            .map_or(since, |(g, _)| (*g).max(since));
+        let changed: Vec<Arc<NodeInfo>> = self
+            .by_generation
+            .range((Bound::Excluded(since), Bound::Unbounded))
+            .rev()
+            .filter_map(|(_, name)| {
+                snapshot_copy(&mut self.nodes, &self.images, self.images_generation, name)
+            })
+            .collect();
+
+        let expected = self.tree.len();
+        let changed = if snapshot.len() == expected {
+            match snapshot.replace_nodes(changed, newest) {
+                Ok(replaced) => {
+                    retired.nodes = replaced;
+                    return (Ok(()), retired);
+                }
+                // A changed node is new to the snapshot.
+                Err(changed) => changed,
             }
-            _ => {
-                let summaries: HashMap<String, ImageStateSummary> = entry
-                    .info
-                    .image_states()
-                    .keys()
-                    .filter_map(|image| {
-                        let e = images.get(image)?;
-                        Some((
-                            image.clone(),
-                            ImageStateSummary {
-                                size: e.size,
-                                num_nodes: e.nodes.len(),
-                            },
-                        ))
-                    })
-                    .collect();
-                let summaries = Arc::new(summaries);
-                entry.image_summaries = Some((images_generation, Arc::clone(&summaries)));
-                summaries
-            }
+        } else {
+            changed
         };
-        let mut copy = entry.info.clone();
-        copy.set_image_states(summaries);
-        Some(Arc::new(copy))
+
+        // Nodes were added or removed: list them in node-tree order, taking the fresh copies,
+        // else the snapshot's (unchanged) ones.
+        let mut fresh: HashMap<String, Arc<NodeInfo>> = changed
+            .into_iter()
+            .map(|n| (n.node_name().to_owned(), n))
+            .collect();
+        let names: Vec<String> = self.tree.list().into_iter().map(str::to_owned).collect();
+        let list: Vec<Arc<NodeInfo>> = names
+            .iter()
+            .filter_map(|name| {
+                fresh
+                    .remove(name)
+                    .or_else(|| snapshot.get(name).cloned())
+                    .or_else(|| {
+                        snapshot_copy(&mut self.nodes, &self.images, self.images_generation, name)
+                    })
+            })
+            .collect();
+        retired.lists.push(snapshot.set_nodes(list, newest));
+        if snapshot.len() == expected {
+            return (Ok(()), retired);
+        }
+        let listed = snapshot.len();
+        tracing::error!(
+            listed,
+            expected,
+            "Snapshot state is not consistent, rebuilding it"
+        );
+        let list = names
+            .iter()
+            .filter_map(|name| {
+                snapshot_copy(&mut self.nodes, &self.images, self.images_generation, name)
+            })
+            .collect();
+        retired.lists.push(snapshot.set_nodes(list, newest));
+        (
+            Err(Error::SnapshotInconsistent { listed, expected }),
+            retired,
+        )
     }
+}
+
+/// The node's NodeInfo as a snapshot holds it: shared pod lists, image summaries with
+/// cluster-wide counts (cached per node until any node's images change). `None` for ghosts
+/// and unknown names.
+fn snapshot_copy(
+    nodes: &mut HashMap<String, NodeEntry>,
+    images: &HashMap<String, ImageEntry>,
+    images_generation: u64,
+    name: &str,
+) -> Option<Arc<NodeInfo>> {
+    let entry = nodes.get_mut(name)?;
+    entry.info.node()?;
+    let summaries = match &entry.image_summaries {
+        Some((generation, summaries)) if *generation == images_generation => Arc::clone(summaries),
+        _ => {
+            let summaries: HashMap<String, ImageStateSummary> = entry
+                .info
+                .image_states()
+                .keys()
+                .filter_map(|image| {
+                    let e = images.get(image)?;
+                    Some((
+                        image.clone(),
+                        ImageStateSummary {
+                            size: e.size,
+                            num_nodes: e.nodes.len(),
+                        },
+                    ))
+                })
+                .collect();
+            let summaries = Arc::new(summaries);
+            entry.image_summaries = Some((images_generation, Arc::clone(&summaries)));
+            summaries
+        }
+    };
+    let mut copy = entry.info.clone();
+    copy.set_image_states(summaries);
+    Some(Arc::new(copy))
 }
 
 fn node_name(node: &Node) -> Result<String, Error> {

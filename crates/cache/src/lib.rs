@@ -10,6 +10,7 @@ mod cache;
 mod dump;
 mod error;
 mod node_tree;
+mod retired;
 
 pub use cache::Cache;
 pub use dump::{Dump, DumpedPod};

@@ -229,7 +229,10 @@ impl NodeInfo {
         let non_zero = &mut self.non_zero_requested;
         non_zero.milli_cpu = op(non_zero.milli_cpu, resource.non_zero_milli_cpu);
         non_zero.memory = op(non_zero.memory, resource.non_zero_memory);
-        Arc::make_mut(&mut self.used_ports).update_pod(pod.pod(), add);
+        // Most pods use no host port: leave the (shared) port map alone for them.
+        if pod_host_ports(pod.pod()).next().is_some() {
+            Arc::make_mut(&mut self.used_ports).update_pod(pod.pod(), add);
+        }
         self.generation = next_generation();
     }
 }

@@ -59,7 +59,7 @@ impl Snapshot {
         }
         let generation = nodes.iter().map(NodeInfo::generation).max().unwrap_or(0);
         let mut snapshot = Self::default();
-        snapshot.set_nodes(nodes.into_iter().map(Arc::new).collect(), generation);
+        let _empty = snapshot.set_nodes(nodes.into_iter().map(Arc::new).collect(), generation);
         snapshot
     }
 
@@ -131,16 +131,26 @@ impl Snapshot {
     }
 
     /// Replaces every node with `nodes`, in that order, and records `generation` (for the
-    /// cache, when nodes were added or removed).
-    pub fn set_nodes(&mut self, nodes: Vec<Arc<NodeInfo>>, generation: u64) {
-        self.node_info_list = Arc::new(nodes);
+    /// cache, when nodes were added or removed). Returns the previous list, so that the caller
+    /// chooses when to drop it (after releasing a lock, say).
+    pub fn set_nodes(
+        &mut self,
+        nodes: Vec<Arc<NodeInfo>>,
+        generation: u64,
+    ) -> Arc<Vec<Arc<NodeInfo>>> {
+        let previous = std::mem::replace(&mut self.node_info_list, Arc::new(nodes));
         self.rebuild_lists();
         self.generation = generation;
+        previous
     }
 
     /// Replaces the given nodes in place (list order unchanged) and records `generation` (for
     /// the cache, when only existing nodes changed). Rebuilds the affinity lists only if a node
     /// gained its first or lost its last pod with (required anti-)affinity.
+    ///
+    /// Returns the replaced NodeInfos: dropping the last reference to a node's previous pod
+    /// list touches every pod's reference count, so the caller chooses when to pay for it
+    /// (after releasing a lock, say).
     ///
     /// # Errors
     /// Gives `changed` back, with the snapshot untouched, if any of them is not in the snapshot
@@ -149,16 +159,17 @@ impl Snapshot {
         &mut self,
         changed: Vec<Arc<NodeInfo>>,
         generation: u64,
-    ) -> Result<(), Vec<Arc<NodeInfo>>> {
-        if changed
+    ) -> Result<Vec<Arc<NodeInfo>>, Vec<Arc<NodeInfo>>> {
+        let slots: Option<Vec<Slot>> = changed
             .iter()
-            .any(|n| n.node().is_none() || !self.index.contains_key(n.node_name()))
-        {
+            .map(|n| n.node().and(self.index.get(n.node_name()).copied()))
+            .collect();
+        let Some(slots) = slots else {
             return Err(changed);
-        }
+        };
         let mut membership_changed = false;
-        for info in changed {
-            let slot = self.index[info.node_name()];
+        let mut replaced = Vec::with_capacity(changed.len());
+        for (info, slot) in changed.into_iter().zip(slots) {
             let has_affinity = !info.pods_with_affinity().is_empty();
             let has_anti_affinity = !info.pods_with_required_anti_affinity().is_empty();
             membership_changed |= has_affinity != slot.affinity.is_some()
@@ -172,13 +183,14 @@ impl Snapshot {
                         Arc::clone(&info);
                 }
             }
-            Arc::make_mut(&mut self.node_info_list)[slot.list] = info;
+            let list = Arc::make_mut(&mut self.node_info_list);
+            replaced.push(std::mem::replace(&mut list[slot.list], info));
         }
         if membership_changed {
             self.rebuild_lists();
         }
         self.generation = generation;
-        Ok(())
+        Ok(replaced)
     }
 
     /// Rebuilds the index and the affinity lists from the node list.
