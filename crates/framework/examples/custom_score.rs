@@ -8,8 +8,8 @@ use std::{sync::Arc, time::Duration};
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use ksched_framework::{
-    BindPlugin, CycleState, Framework, Handle, NodeInfo, Plugin, PluginArgs, PodInfo, QueueSortPlugin, QueuedPodInfo,
-    Registry, ScorePlugin, Snapshot, Status,
+    BindPlugin, CycleState, Framework, Handle, NodeInfo, Plugin, PluginArgs, PodInfo,
+    QueueSortPlugin, QueuedPodInfo, Registry, ScorePlugin, Snapshot, Status,
     config::{PluginRef, PluginSet, Plugins, SchedulerConfig},
     pod_priority,
     runtime::{FrameworkOptions, Parallelizer},
@@ -88,7 +88,8 @@ fn node(name: &str, fast: bool) -> NodeInfo {
     let mut n = Node::default();
     n.metadata.name = Some(name.into());
     if fast {
-        n.metadata.labels = Some([("example.com/fast-network".to_owned(), "true".to_owned())].into());
+        n.metadata.labels =
+            Some([("example.com/fast-network".to_owned(), "true".to_owned())].into());
     }
     NodeInfo::new(Arc::new(n))
 }
@@ -96,13 +97,18 @@ fn node(name: &str, fast: bool) -> NodeInfo {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut registry = Registry::new();
-    registry.register("Basics", |_: &PluginArgs, _: &Arc<Handle>| Ok(Arc::new(Basics) as Arc<dyn Plugin>))?;
+    registry.register("Basics", |_: &PluginArgs, _: &Arc<Handle>| {
+        Ok(Arc::new(Basics) as Arc<dyn Plugin>)
+    })?;
     registry.register("PreferLabel", |args: &PluginArgs, _: &Arc<Handle>| {
         let a: PreferLabelArgs = args.decode()?;
         Ok(Arc::new(PreferLabel { label: a.label }) as Arc<dyn Plugin>)
     })?;
     registry.set_default_plugins(Plugins {
-        multi_point: PluginSet { enabled: vec![PluginRef::new("Basics")], disabled: vec![] },
+        multi_point: PluginSet {
+            enabled: vec![PluginRef::new("Basics")],
+            disabled: vec![],
+        },
         ..Plugins::default()
     });
 
@@ -122,7 +128,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    let mut nodes = vec![node("node-a", false), node("node-b", true), node("node-c", false)];
+    let mut nodes = vec![
+        node("node-a", false),
+        node("node-b", true),
+        node("node-c", false),
+    ];
     for i in 0..3 {
         handle.set_snapshot(Arc::new(Snapshot::from_node_infos(nodes.clone())));
         let mut pod = Pod::default();
@@ -131,7 +141,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let pod = Arc::new(pod);
         let mut state = CycleState::new();
         let result = framework.schedule_pod(&mut state, &pod).await?;
-        let bound = framework.run_bind_plugins(&state, &pod, &result.suggested_host).await;
+        let bound = framework
+            .run_bind_plugins(&state, &pod, &result.suggested_host)
+            .await;
         println!(
             "pod-{i} -> {} ({} feasible of {} evaluated, bind: {})",
             result.suggested_host,
@@ -139,7 +151,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             result.evaluated_nodes,
             bound.code()
         );
-        if let Some(n) = nodes.iter_mut().find(|n| n.node_name() == result.suggested_host) {
+        if let Some(n) = nodes
+            .iter_mut()
+            .find(|n| n.node_name() == result.suggested_host)
+        {
             n.add_pod(Arc::new(PodInfo::new(pod.clone())));
         }
         tokio::time::sleep(Duration::from_millis(1)).await;

@@ -96,11 +96,17 @@ impl CycleState {
     /// [`StateError::NotFound`] when nothing is stored under `key`, [`StateError::WrongType`]
     /// when something of another type is.
     pub fn read<T: StateData>(&self, key: &str) -> Result<&T, StateError> {
-        let v = self.data.get(key).ok_or_else(|| StateError::NotFound(key.to_owned()))?;
+        let v = self
+            .data
+            .get(key)
+            .ok_or_else(|| StateError::NotFound(key.to_owned()))?;
         (**v)
             .as_any()
             .downcast_ref::<T>()
-            .ok_or_else(|| StateError::WrongType { key: key.to_owned(), expected: type_name::<T>() })
+            .ok_or_else(|| StateError::WrongType {
+                key: key.to_owned(),
+                expected: type_name::<T>(),
+            })
     }
 
     /// Reads the value under `key` as `T`, mutably.
@@ -108,11 +114,17 @@ impl CycleState {
     /// # Errors
     /// As [`CycleState::read`].
     pub fn read_mut<T: StateData>(&mut self, key: &str) -> Result<&mut T, StateError> {
-        let v = self.data.get_mut(key).ok_or_else(|| StateError::NotFound(key.to_owned()))?;
+        let v = self
+            .data
+            .get_mut(key)
+            .ok_or_else(|| StateError::NotFound(key.to_owned()))?;
         (**v)
             .as_any_mut()
             .downcast_mut::<T>()
-            .ok_or_else(|| StateError::WrongType { key: key.to_owned(), expected: type_name::<T>() })
+            .ok_or_else(|| StateError::WrongType {
+                key: key.to_owned(),
+                expected: type_name::<T>(),
+            })
     }
 
     /// Removes the value under `key`.
@@ -168,7 +180,11 @@ impl CycleState {
 impl Clone for CycleState {
     fn clone(&self) -> Self {
         Self {
-            data: self.data.iter().map(|(k, v)| (k.clone(), (**v).clone_data())).collect(),
+            data: self
+                .data
+                .iter()
+                .map(|(k, v)| (k.clone(), (**v).clone_data()))
+                .collect(),
             skip_filter_plugins: self.skip_filter_plugins.clone(),
             skip_score_plugins: self.skip_score_plugins.clone(),
             skip_pre_bind_plugins: self.skip_pre_bind_plugins.clone(),

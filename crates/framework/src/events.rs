@@ -78,8 +78,14 @@ impl fmt::Display for ActionType {
             (ActionType::UPDATE_POD_LABEL, "UpdatePodLabel"),
             (ActionType::UPDATE_POD_SCALE_DOWN, "UpdatePodScaleDown"),
             (ActionType::UPDATE_POD_TOLERATION, "UpdatePodToleration"),
-            (ActionType::UPDATE_POD_SCHEDULING_GATES_ELIMINATED, "UpdatePodSchedulingGatesEliminated"),
-            (ActionType::UPDATE_POD_GENERATED_RESOURCE_CLAIM, "UpdatePodGeneratedResourceClaim"),
+            (
+                ActionType::UPDATE_POD_SCHEDULING_GATES_ELIMINATED,
+                "UpdatePodSchedulingGatesEliminated",
+            ),
+            (
+                ActionType::UPDATE_POD_GENERATED_RESOURCE_CLAIM,
+                "UpdatePodGeneratedResourceClaim",
+            ),
         ];
         let mut first = true;
         for (flag, name) in NAMES {
@@ -163,7 +169,10 @@ impl EventResource {
         self == &EventResource::WildCard
             || self == incoming
             || (self == &EventResource::Pod
-                && matches!(incoming, EventResource::AssignedPod | EventResource::UnschedulablePod))
+                && matches!(
+                    incoming,
+                    EventResource::AssignedPod | EventResource::UnschedulablePod
+                ))
     }
 }
 
@@ -188,13 +197,21 @@ impl ClusterEvent {
     /// An event about `resource`.
     #[must_use]
     pub const fn new(resource: EventResource, action: ActionType) -> Self {
-        Self { resource, action, custom_label: None }
+        Self {
+            resource,
+            action,
+            custom_label: None,
+        }
     }
 
     /// An event with a custom label.
     #[must_use]
     pub const fn labeled(resource: EventResource, action: ActionType, label: &'static str) -> Self {
-        Self { resource, action, custom_label: Some(label) }
+        Self {
+            resource,
+            action,
+            custom_label: Some(label),
+        }
     }
 
     /// The `*`/All event.
@@ -223,7 +240,9 @@ impl ClusterEvent {
     /// otherwise the resources must match and the action sets overlap (upstream `Match`).
     #[must_use]
     pub fn matches(&self, incoming: &ClusterEvent) -> bool {
-        self.is_wildcard() || (self.resource.matches(&incoming.resource) && self.action.intersects(incoming.action))
+        self.is_wildcard()
+            || (self.resource.matches(&incoming.resource)
+                && self.action.intersects(incoming.action))
     }
 }
 
@@ -238,8 +257,11 @@ pub mod well_known {
     use super::{ActionType, ClusterEvent, EventResource};
 
     /// A pod sat in unschedulablePods longer than the configured maximum.
-    pub const UNSCHEDULABLE_TIMEOUT: ClusterEvent =
-        ClusterEvent::labeled(EventResource::WildCard, ActionType::ALL, "UnschedulableTimeout");
+    pub const UNSCHEDULABLE_TIMEOUT: ClusterEvent = ClusterEvent::labeled(
+        EventResource::WildCard,
+        ActionType::ALL,
+        "UnschedulableTimeout",
+    );
     /// A plugin asked to activate pods (`PodsToActivate`).
     pub const FORCE_ACTIVATE: ClusterEvent =
         ClusterEvent::labeled(EventResource::WildCard, ActionType::ALL, "ForceActivate");
@@ -250,11 +272,14 @@ pub mod well_known {
     /// A pod was popped straight from backoffQ because activeQ was empty.
     pub const POP_FROM_BACKOFF_Q: &str = "PopFromBackoffQ";
     /// A pod bound to a node appeared.
-    pub const ASSIGNED_POD_ADD: ClusterEvent = ClusterEvent::new(EventResource::AssignedPod, ActionType::ADD);
+    pub const ASSIGNED_POD_ADD: ClusterEvent =
+        ClusterEvent::new(EventResource::AssignedPod, ActionType::ADD);
     /// A pod bound to a node changed.
-    pub const ASSIGNED_POD_UPDATE: ClusterEvent = ClusterEvent::new(EventResource::AssignedPod, ActionType::UPDATE);
+    pub const ASSIGNED_POD_UPDATE: ClusterEvent =
+        ClusterEvent::new(EventResource::AssignedPod, ActionType::UPDATE);
     /// A pod bound to a node went away.
-    pub const ASSIGNED_POD_DELETE: ClusterEvent = ClusterEvent::new(EventResource::AssignedPod, ActionType::DELETE);
+    pub const ASSIGNED_POD_DELETE: ClusterEvent =
+        ClusterEvent::new(EventResource::AssignedPod, ActionType::DELETE);
     /// An unscheduled pod appeared.
     pub const UNSCHEDULED_POD_ADD: ClusterEvent =
         ClusterEvent::new(EventResource::UnschedulablePod, ActionType::ADD);
@@ -267,7 +292,8 @@ pub mod well_known {
     /// A node appeared.
     pub const NODE_ADD: ClusterEvent = ClusterEvent::new(EventResource::Node, ActionType::ADD);
     /// A node went away.
-    pub const NODE_DELETE: ClusterEvent = ClusterEvent::new(EventResource::Node, ActionType::DELETE);
+    pub const NODE_DELETE: ClusterEvent =
+        ClusterEvent::new(EventResource::Node, ActionType::DELETE);
 }
 
 /// The object an event carries, given to queueing hints (old and new state).
@@ -334,8 +360,11 @@ pub type HintError = Box<dyn std::error::Error + Send + Sync>;
 
 /// `hint(pod, old, new)`: `old` is `None` for adds, `new` is `None` for deletes. Must be cheap
 /// and must not block: it runs inside the queue's critical section for every rejected pod.
-pub type QueueingHintFn =
-    Arc<dyn Fn(&Pod, Option<&ClusterObject>, Option<&ClusterObject>) -> Result<QueueingHint, HintError> + Send + Sync>;
+pub type QueueingHintFn = Arc<
+    dyn Fn(&Pod, Option<&ClusterObject>, Option<&ClusterObject>) -> Result<QueueingHint, HintError>
+        + Send
+        + Sync,
+>;
 
 /// A registered event, with an optional hint (none = always Queue).
 #[derive(Clone)]
@@ -357,17 +386,29 @@ impl ClusterEventWithHint {
     #[must_use]
     pub fn with_hint<F>(event: ClusterEvent, hint: F) -> Self
     where
-        F: Fn(&Pod, Option<&ClusterObject>, Option<&ClusterObject>) -> Result<QueueingHint, HintError>
+        F: Fn(
+                &Pod,
+                Option<&ClusterObject>,
+                Option<&ClusterObject>,
+            ) -> Result<QueueingHint, HintError>
             + Send
             + Sync
             + 'static,
     {
-        Self { event, hint: Some(Arc::new(hint)) }
+        Self {
+            event,
+            hint: Some(Arc::new(hint)),
+        }
     }
 
     /// Runs the hint; no hint or an error both mean Queue.
     #[must_use]
-    pub fn evaluate(&self, pod: &Pod, old: Option<&ClusterObject>, new: Option<&ClusterObject>) -> QueueingHint {
+    pub fn evaluate(
+        &self,
+        pod: &Pod,
+        old: Option<&ClusterObject>,
+        new: Option<&ClusterObject>,
+    ) -> QueueingHint {
         match &self.hint {
             None => QueueingHint::Queue,
             Some(h) => h(pod, old, new).unwrap_or(QueueingHint::Queue),
@@ -414,12 +455,21 @@ mod tests {
         assert_eq!(well_known::NODE_ADD.label(), "NodeAdd");
         assert_eq!(well_known::ASSIGNED_POD_DELETE.label(), "AssignedPodDelete");
         assert_eq!(
-            ClusterEvent::new(EventResource::Node, ActionType::UPDATE_NODE_LABEL | ActionType::UPDATE_NODE_TAINT)
-                .label(),
+            ClusterEvent::new(
+                EventResource::Node,
+                ActionType::UPDATE_NODE_LABEL | ActionType::UPDATE_NODE_TAINT
+            )
+            .label(),
             "NodeUpdateNodeLabel|UpdateNodeTaint"
         );
-        assert_eq!(well_known::UNSCHEDULABLE_TIMEOUT.label(), "UnschedulableTimeout");
-        assert_eq!(ClusterEvent::new(EventResource::Pod, ActionType::ALL).label(), "PodAll");
+        assert_eq!(
+            well_known::UNSCHEDULABLE_TIMEOUT.label(),
+            "UnschedulableTimeout"
+        );
+        assert_eq!(
+            ClusterEvent::new(EventResource::Pod, ActionType::ALL).label(),
+            "PodAll"
+        );
     }
 
     #[test]
@@ -428,9 +478,15 @@ mod tests {
         assert!(pod_all.matches(&well_known::ASSIGNED_POD_ADD));
         assert!(pod_all.matches(&well_known::UNSCHEDULED_POD_UPDATE));
         assert!(!pod_all.matches(&well_known::NODE_ADD));
-        let node_taint = ClusterEvent::new(EventResource::Node, ActionType::ADD | ActionType::UPDATE_NODE_TAINT);
+        let node_taint = ClusterEvent::new(
+            EventResource::Node,
+            ActionType::ADD | ActionType::UPDATE_NODE_TAINT,
+        );
         assert!(node_taint.matches(&well_known::NODE_ADD));
-        assert!(!node_taint.matches(&ClusterEvent::new(EventResource::Node, ActionType::UPDATE_NODE_LABEL)));
+        assert!(!node_taint.matches(&ClusterEvent::new(
+            EventResource::Node,
+            ActionType::UPDATE_NODE_LABEL
+        )));
         assert!(ClusterEvent::wildcard().matches(&well_known::NODE_DELETE));
         // An incoming wildcard event matches only a wildcard registration.
         assert!(!node_taint.matches(&well_known::UNSCHEDULABLE_TIMEOUT));
@@ -441,8 +497,13 @@ mod tests {
         let pod = Pod::default();
         let h = ClusterEventWithHint::with_hint(well_known::NODE_ADD, |_, _, _| Err("boom".into()));
         assert_eq!(h.evaluate(&pod, None, None), QueueingHint::Queue);
-        let h = ClusterEventWithHint::with_hint(well_known::NODE_ADD, |_, _, _| Ok(QueueingHint::QueueSkip));
+        let h = ClusterEventWithHint::with_hint(well_known::NODE_ADD, |_, _, _| {
+            Ok(QueueingHint::QueueSkip)
+        });
         assert_eq!(h.evaluate(&pod, None, None), QueueingHint::QueueSkip);
-        assert_eq!(ClusterEventWithHint::new(well_known::NODE_ADD).evaluate(&pod, None, None), QueueingHint::Queue);
+        assert_eq!(
+            ClusterEventWithHint::new(well_known::NODE_ADD).evaluate(&pod, None, None),
+            QueueingHint::Queue
+        );
     }
 }

@@ -71,7 +71,11 @@ pub struct Handle {
 impl Handle {
     /// A handle for profile `profile_name`.
     #[must_use]
-    pub fn new(profile_name: impl Into<String>, client: Option<kube::Client>, recorder: Arc<dyn EventRecorder>) -> Self {
+    pub fn new(
+        profile_name: impl Into<String>,
+        client: Option<kube::Client>,
+        recorder: Arc<dyn EventRecorder>,
+    ) -> Self {
         Self {
             profile_name: profile_name.into(),
             client,
@@ -134,7 +138,10 @@ impl Handle {
     /// Pods nominated to `node_name` (empty without a nominator).
     #[must_use]
     pub fn nominated_pods_for_node(&self, node_name: &str) -> Vec<Arc<PodInfo>> {
-        self.nominator.get().map(|n| n.nominated_pods_for_node(node_name)).unwrap_or_default()
+        self.nominator
+            .get()
+            .map(|n| n.nominated_pods_for_node(node_name))
+            .unwrap_or_default()
     }
 
     /// The pod activator, once the scheduler has connected the queue.
@@ -168,6 +175,8 @@ impl Handle {
 
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Handle").field("profile_name", &self.profile_name).finish_non_exhaustive()
+        f.debug_struct("Handle")
+            .field("profile_name", &self.profile_name)
+            .finish_non_exhaustive()
     }
 }

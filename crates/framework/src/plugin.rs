@@ -153,8 +153,13 @@ pub trait PreFilterPlugin: Plugin {
 /// node in a dry run.
 pub trait PreFilterExtensions: Send + Sync {
     /// `pod_to_add` is now on `node` for the rest of this (cloned) cycle state.
-    fn add_pod(&self, state: &mut CycleState, pod_to_schedule: &Pod, pod_to_add: &PodInfo, node: &NodeInfo)
-    -> Status;
+    fn add_pod(
+        &self,
+        state: &mut CycleState,
+        pod_to_schedule: &Pod,
+        pod_to_add: &PodInfo,
+        node: &NodeInfo,
+    ) -> Status;
     /// `pod_to_remove` has left `node` for the rest of this (cloned) cycle state.
     fn remove_pod(
         &self,
@@ -187,7 +192,8 @@ pub trait PostFilterPlugin: Plugin {
 #[async_trait]
 pub trait PreScorePlugin: Plugin {
     /// Skip disables this plugin's Score for the cycle.
-    async fn pre_score(&self, state: &mut CycleState, pod: &Pod, nodes: &[Arc<NodeInfo>]) -> Status;
+    async fn pre_score(&self, state: &mut CycleState, pod: &Pod, nodes: &[Arc<NodeInfo>])
+    -> Status;
 }
 
 /// Ranks feasible nodes. Synchronous: runs once per node, in parallel.
@@ -200,7 +206,12 @@ pub trait ScorePlugin: Plugin {
 
     /// Rescales the raw scores of all nodes into [0, 100] (upstream's ScoreExtensions). The
     /// default leaves them as they are.
-    fn normalize_score(&self, _state: &CycleState, _pod: &Pod, _scores: &mut [NodeScore]) -> Status {
+    fn normalize_score(
+        &self,
+        _state: &CycleState,
+        _pod: &Pod,
+        _scores: &mut [NodeScore],
+    ) -> Status {
         Status::success()
     }
 }
@@ -228,7 +239,12 @@ pub trait PermitPlugin: Plugin {
 #[async_trait]
 pub trait PreBindPlugin: Plugin {
     /// A cheap check whether PreBind has anything to do: Skip leaves PreBind out for this pod.
-    async fn pre_bind_pre_flight(&self, _state: &CycleState, _pod: &Pod, _node_name: &str) -> Status {
+    async fn pre_bind_pre_flight(
+        &self,
+        _state: &CycleState,
+        _pod: &Pod,
+        _node_name: &str,
+    ) -> Status {
         Status::success()
     }
     /// The PreBind work; a failure fails the binding cycle.

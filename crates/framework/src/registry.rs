@@ -39,7 +39,9 @@ impl PluginArgs {
     /// # Errors
     /// [`PluginError::Args`] with the path of the offending field inside the args.
     pub fn decode<T: DeserializeOwned + Default>(&self) -> Result<T, PluginError> {
-        let Some(v) = &self.value else { return Ok(T::default()) };
+        let Some(v) = &self.value else {
+            return Ok(T::default());
+        };
         let v = match v {
             serde_json::Value::Null => return Ok(T::default()),
             serde_json::Value::Object(m) => {
@@ -52,7 +54,10 @@ impl PluginArgs {
         };
         serde_path_to_error::deserialize(v).map_err(|e| {
             let path = e.path().to_string();
-            PluginError::Args { path: if path == "." { String::new() } else { path }, message: e.into_inner().to_string() }
+            PluginError::Args {
+                path: if path == "." { String::new() } else { path },
+                message: e.into_inner().to_string(),
+            }
         })
     }
 }
@@ -85,7 +90,10 @@ impl PluginError {
     /// An unusable argument value.
     #[must_use]
     pub fn invalid_arg(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::InvalidArg { field: field.into(), message: message.into() }
+        Self::InvalidArg {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     /// The field path inside the args, when known.
@@ -100,7 +108,8 @@ impl PluginError {
 }
 
 /// Builds a plugin from its args and the profile's handle.
-pub type PluginFactory = Arc<dyn Fn(&PluginArgs, &Arc<Handle>) -> Result<Arc<dyn Plugin>, PluginError> + Send + Sync>;
+pub type PluginFactory =
+    Arc<dyn Fn(&PluginArgs, &Arc<Handle>) -> Result<Arc<dyn Plugin>, PluginError> + Send + Sync>;
 
 /// A registration that clashes with an existing one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -158,9 +167,16 @@ impl Registry {
     ///
     /// # Errors
     /// [`DuplicatePlugin`] when the name is taken.
-    pub fn register<F>(&mut self, name: impl Into<String>, factory: F) -> Result<(), DuplicatePlugin>
+    pub fn register<F>(
+        &mut self,
+        name: impl Into<String>,
+        factory: F,
+    ) -> Result<(), DuplicatePlugin>
     where
-        F: Fn(&PluginArgs, &Arc<Handle>) -> Result<Arc<dyn Plugin>, PluginError> + Send + Sync + 'static,
+        F: Fn(&PluginArgs, &Arc<Handle>) -> Result<Arc<dyn Plugin>, PluginError>
+            + Send
+            + Sync
+            + 'static,
     {
         let name = name.into();
         if self.factories.contains_key(&name) {

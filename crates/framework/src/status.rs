@@ -70,7 +70,11 @@ impl Status {
     /// A successful status.
     #[must_use]
     pub const fn success() -> Self {
-        Self { code: Code::Success, reasons: Vec::new(), plugin: None }
+        Self {
+            code: Code::Success,
+            reasons: Vec::new(),
+            plugin: None,
+        }
     }
 
     /// A status with the given code and reasons.
@@ -80,13 +84,21 @@ impl Status {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Self { code, reasons: reasons.into_iter().map(Into::into).collect(), plugin: None }
+        Self {
+            code,
+            reasons: reasons.into_iter().map(Into::into).collect(),
+            plugin: None,
+        }
     }
 
     /// A status of `code` with one reason.
     #[must_use]
     pub fn with_reason(code: Code, reason: impl Into<String>) -> Self {
-        Self { code, reasons: vec![reason.into()], plugin: None }
+        Self {
+            code,
+            reasons: vec![reason.into()],
+            plugin: None,
+        }
     }
 
     /// `Code::Error` with the error's text as reason.
@@ -110,13 +122,21 @@ impl Status {
     /// `Code::Skip`.
     #[must_use]
     pub const fn skip() -> Self {
-        Self { code: Code::Skip, reasons: Vec::new(), plugin: None }
+        Self {
+            code: Code::Skip,
+            reasons: Vec::new(),
+            plugin: None,
+        }
     }
 
     /// `Code::Wait` (Permit only).
     #[must_use]
     pub const fn wait() -> Self {
-        Self { code: Code::Wait, reasons: Vec::new(), plugin: None }
+        Self {
+            code: Code::Wait,
+            reasons: Vec::new(),
+            plugin: None,
+        }
     }
 
     /// `Code::Pending` with one reason.
@@ -194,7 +214,10 @@ impl Status {
     /// than the scheduler failing.
     #[must_use]
     pub const fn is_rejected(&self) -> bool {
-        matches!(self.code, Code::Unschedulable | Code::UnschedulableAndUnresolvable | Code::Pending)
+        matches!(
+            self.code,
+            Code::Unschedulable | Code::UnschedulableAndUnresolvable | Code::Pending
+        )
     }
 
     /// `None` for Success, Wait and Skip, else an error carrying the message — upstream's
@@ -242,7 +265,15 @@ mod tests {
         let names: Vec<_> = all.iter().map(|c| c.as_str()).collect();
         assert_eq!(
             names,
-            ["Success", "Error", "Unschedulable", "UnschedulableAndUnresolvable", "Wait", "Skip", "Pending"]
+            [
+                "Success",
+                "Error",
+                "Unschedulable",
+                "UnschedulableAndUnresolvable",
+                "Wait",
+                "Skip",
+                "Pending"
+            ]
         );
         assert!(all.windows(2).all(|w| w[0] < w[1]));
     }

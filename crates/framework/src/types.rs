@@ -51,7 +51,9 @@ impl PreFilterResult {
     /// A result restricting the pod to `names`.
     #[must_use]
     pub fn nodes<I: IntoIterator<Item = S>, S: Into<String>>(names: I) -> Self {
-        Self { node_names: Some(names.into_iter().map(Into::into).collect()) }
+        Self {
+            node_names: Some(names.into_iter().map(Into::into).collect()),
+        }
     }
 
     /// True when every node is allowed.
@@ -65,8 +67,12 @@ impl PreFilterResult {
     pub fn merge(&self, other: &PreFilterResult) -> PreFilterResult {
         match (&self.node_names, &other.node_names) {
             (None, None) => PreFilterResult::default(),
-            (Some(a), None) | (None, Some(a)) => PreFilterResult { node_names: Some(a.clone()) },
-            (Some(a), Some(b)) => PreFilterResult { node_names: Some(a.intersection(b).cloned().collect()) },
+            (Some(a), None) | (None, Some(a)) => PreFilterResult {
+                node_names: Some(a.clone()),
+            },
+            (Some(a), Some(b)) => PreFilterResult {
+                node_names: Some(a.intersection(b).cloned().collect()),
+            },
         }
     }
 }
@@ -166,8 +172,16 @@ impl NodeToStatus {
     /// Names of nodes whose status has `code`, among `all_nodes` (absent nodes count with the
     /// absent status) — what preemption uses to find candidates (`Unschedulable`).
     #[must_use]
-    pub fn nodes_with_code<'a>(&self, code: Code, all_nodes: impl IntoIterator<Item = &'a str>) -> Vec<String> {
-        all_nodes.into_iter().filter(|n| self.get(n).code() == code).map(str::to_owned).collect()
+    pub fn nodes_with_code<'a>(
+        &self,
+        code: Code,
+        all_nodes: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<String> {
+        all_nodes
+            .into_iter()
+            .filter(|n| self.get(n).code() == code)
+            .map(str::to_owned)
+            .collect()
     }
 }
 

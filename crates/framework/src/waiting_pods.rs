@@ -33,7 +33,14 @@ impl WaitingPod {
     pub fn new(pod: Arc<Pod>, pending: HashMap<String, Duration>) -> Arc<Self> {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let (result, _) = watch::channel(None);
-        let wp = Arc::new(Self { pod, uid, inner: Mutex::new(Inner { pending: HashMap::new() }), result });
+        let wp = Arc::new(Self {
+            pod,
+            uid,
+            inner: Mutex::new(Inner {
+                pending: HashMap::new(),
+            }),
+            result,
+        });
         let mut inner = wp.inner.lock();
         for (plugin, timeout) in pending {
             let weak = Arc::downgrade(&wp);
@@ -41,7 +48,12 @@ impl WaitingPod {
             let timer = tokio::spawn(async move {
                 tokio::time::sleep(timeout).await;
                 if let Some(wp) = weak.upgrade() {
-                    wp.reject(&name, &format!("rejected due to timeout after waiting {timeout:?} at plugin {name}"));
+                    wp.reject(
+                        &name,
+                        &format!(
+                            "rejected due to timeout after waiting {timeout:?} at plugin {name}"
+                        ),
+                    );
                 }
             });
             inner.pending.insert(plugin, timer.abort_handle());
@@ -168,7 +180,11 @@ mod tests {
     async fn allowed_by_all_plugins() {
         let wp = WaitingPod::new(
             pod(),
-            [("A".to_owned(), Duration::from_secs(10)), ("B".to_owned(), Duration::from_secs(10))].into(),
+            [
+                ("A".to_owned(), Duration::from_secs(10)),
+                ("B".to_owned(), Duration::from_secs(10)),
+            ]
+            .into(),
         );
         wp.allow("A");
         assert_eq!(wp.pending_plugins(), BTreeSet::from(["B".to_owned()]));
@@ -181,7 +197,11 @@ mod tests {
         let wp = WaitingPod::new(pod(), [("A".to_owned(), Duration::from_secs(3))].into());
         let s = wp.wait().await;
         assert_eq!(s.code(), crate::Code::Unschedulable);
-        assert!(s.message().contains("rejected due to timeout after waiting 3s at plugin A"), "{s}");
+        assert!(
+            s.message()
+                .contains("rejected due to timeout after waiting 3s at plugin A"),
+            "{s}"
+        );
         assert_eq!(s.plugin(), Some("A"));
     }
 

@@ -157,9 +157,9 @@ fn num(node: &NodeInfo) -> u64 {
 impl FilterPlugin for Picky {
     fn filter(&self, _: &CycleState, _: &Pod, node: &NodeInfo) -> Status {
         let n = num(node);
-        if n % 3 == 0 {
+        if n.is_multiple_of(3) {
             Status::unschedulable("node(s) divisible by three")
-        } else if n % 7 == 0 {
+        } else if n.is_multiple_of(7) {
             Status::unresolvable("node(s) divisible by seven")
         } else {
             Status::success()
@@ -192,7 +192,7 @@ async fn parallel_filter_matches_sequential() {
     let nodes: Vec<NodeInfo> = (1..=3000).map(|i| common::node(&format!("n{i}"))).collect();
     let expected: Vec<String> = nodes
         .iter()
-        .filter(|n| num(n) % 3 != 0 && num(n) % 7 != 0)
+        .filter(|n| !num(n).is_multiple_of(3) && !num(n).is_multiple_of(7))
         .map(|n| n.node_name().to_owned())
         .collect();
     let snapshot = Arc::new(Snapshot::from_node_infos(nodes));

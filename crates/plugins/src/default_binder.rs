@@ -23,7 +23,9 @@ pub struct DefaultBinder {
 /// # Errors
 /// Never; the plugin takes no args.
 pub fn new(_: &PluginArgs, handle: &Arc<Handle>) -> Result<Arc<dyn Plugin>, PluginError> {
-    Ok(Arc::new(DefaultBinder { handle: handle.clone() }))
+    Ok(Arc::new(DefaultBinder {
+        handle: handle.clone(),
+    }))
 }
 
 impl Plugin for DefaultBinder {
@@ -46,7 +48,11 @@ pub fn binding_for(pod: &Pod, node_name: &str) -> Binding {
             uid: pod.metadata.uid.clone(),
             ..ObjectMeta::default()
         },
-        target: ObjectReference { kind: Some("Node".into()), name: Some(node_name.into()), ..ObjectReference::default() },
+        target: ObjectReference {
+            kind: Some("Node".into()),
+            name: Some(node_name.into()),
+            ..ObjectReference::default()
+        },
     }
 }
 
@@ -56,13 +62,21 @@ impl BindPlugin for DefaultBinder {
         let Some(client) = self.handle.client() else {
             return Status::error("DefaultBinder needs a kube client (none configured)");
         };
-        let (Some(ns), Some(name)) = (pod.metadata.namespace.as_deref(), pod.metadata.name.as_deref()) else {
+        let (Some(ns), Some(name)) = (
+            pod.metadata.namespace.as_deref(),
+            pod.metadata.name.as_deref(),
+        ) else {
             return Status::error("pod without namespace or name cannot be bound");
         };
         let api: Api<Pod> = Api::namespaced(client.clone(), ns);
         // The apiserver answers a binding with a `Status`, not a `Binding`.
         let res = api
-            .create_subresource::<_, kube::core::Status>("binding", name, &PostParams::default(), &binding_for(pod, node_name))
+            .create_subresource::<_, kube::core::Status>(
+                "binding",
+                name,
+                &PostParams::default(),
+                &binding_for(pod, node_name),
+            )
             .await;
         match res {
             Ok(_) => Status::success(),
@@ -72,11 +86,18 @@ impl BindPlugin for DefaultBinder {
                 match api.get_opt(name).await {
                     Ok(Some(p)) => match p.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
                         Some(n) if n == node_name => Status::success(),
-                        Some(other) => Status::unresolvable(format!("pod {ns}/{name} is already bound to node {other}")),
-                        None => Status::error(format!("binding pod {ns}/{name} conflicted: {}", e.message)),
+                        Some(other) => Status::unresolvable(format!(
+                            "pod {ns}/{name} is already bound to node {other}"
+                        )),
+                        None => Status::error(format!(
+                            "binding pod {ns}/{name} conflicted: {}",
+                            e.message
+                        )),
                     },
                     Ok(None) => Status::unresolvable(format!("pod {ns}/{name} was deleted")),
-                    Err(err) => Status::error(format!("binding pod {ns}/{name} conflicted and re-reading it failed: {err}")),
+                    Err(err) => Status::error(format!(
+                        "binding pod {ns}/{name} conflicted and re-reading it failed: {err}"
+                    )),
                 }
             }
             Err(kube::Error::Api(e)) if e.code == 404 => {

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use ksched_framework::{Handle, Plugin, PluginArgs, PluginError, QueueSortPlugin, QueuedPodInfo, pod_priority};
+use ksched_framework::{
+    Handle, Plugin, PluginArgs, PluginError, QueueSortPlugin, QueuedPodInfo, pod_priority,
+};
 
 use crate::names;
 
@@ -44,7 +46,13 @@ mod tests {
     use super::*;
 
     fn q(prio: i32, at: Instant) -> QueuedPodInfo {
-        let pod = Pod { spec: Some(PodSpec { priority: Some(prio), ..PodSpec::default() }), ..Pod::default() };
+        let pod = Pod {
+            spec: Some(PodSpec {
+                priority: Some(prio),
+                ..PodSpec::default()
+            }),
+            ..Pod::default()
+        };
         QueuedPodInfo::new(Arc::new(PodInfo::new(Arc::new(pod))), at)
     }
 

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
 use ksched_framework::{
-    ActionType, ClusterEvent, ClusterEventWithHint, EnqueueExtensions, EventResource, Handle, Plugin, PluginArgs,
-    PluginError, PreEnqueuePlugin, QueueingHint, Status,
+    ActionType, ClusterEvent, ClusterEventWithHint, EnqueueExtensions, EventResource, Handle,
+    Plugin, PluginArgs, PluginError, PreEnqueuePlugin, QueueingHint, Status,
 };
 
 use crate::names;
@@ -41,7 +41,10 @@ impl PreEnqueuePlugin for SchedulingGates {
         match gates {
             Some(g) if !g.is_empty() => {
                 let names: Vec<&str> = g.iter().map(|g| g.name.as_str()).collect();
-                Status::unresolvable(format!("waiting for scheduling gates: [{}]", names.join(" ")))
+                Status::unresolvable(format!(
+                    "waiting for scheduling gates: [{}]",
+                    names.join(" ")
+                ))
             }
             _ => Status::success(),
         }
@@ -52,10 +55,19 @@ impl EnqueueExtensions for SchedulingGates {
     fn events_to_register(&self) -> Vec<ClusterEventWithHint> {
         // Only the removal of the pod's own gates lets it in.
         vec![ClusterEventWithHint::with_hint(
-            ClusterEvent::new(EventResource::Pod, ActionType::UPDATE_POD_SCHEDULING_GATES_ELIMINATED),
+            ClusterEvent::new(
+                EventResource::Pod,
+                ActionType::UPDATE_POD_SCHEDULING_GATES_ELIMINATED,
+            ),
             |pod, _old, new| {
-                let same = new.and_then(|n| n.as_pod()).is_some_and(|n| n.metadata.uid == pod.metadata.uid);
-                Ok(if same { QueueingHint::Queue } else { QueueingHint::QueueSkip })
+                let same = new
+                    .and_then(|n| n.as_pod())
+                    .is_some_and(|n| n.metadata.uid == pod.metadata.uid);
+                Ok(if same {
+                    QueueingHint::Queue
+                } else {
+                    QueueingHint::QueueSkip
+                })
             },
         )]
     }
@@ -73,8 +85,12 @@ mod tests {
         let mut pod = Pod {
             spec: Some(PodSpec {
                 scheduling_gates: Some(vec![
-                    PodSchedulingGate { name: "example.com/a".into() },
-                    PodSchedulingGate { name: "example.com/b".into() },
+                    PodSchedulingGate {
+                        name: "example.com/a".into(),
+                    },
+                    PodSchedulingGate {
+                        name: "example.com/b".into(),
+                    },
                 ]),
                 ..PodSpec::default()
             }),
@@ -82,7 +98,10 @@ mod tests {
         };
         let s = SchedulingGates.pre_enqueue(&pod);
         assert_eq!(s.code(), Code::UnschedulableAndUnresolvable);
-        assert_eq!(s.message(), "waiting for scheduling gates: [example.com/a example.com/b]");
+        assert_eq!(
+            s.message(),
+            "waiting for scheduling gates: [example.com/a example.com/b]"
+        );
         pod.spec.as_mut().unwrap().scheduling_gates = Some(vec![]);
         assert!(SchedulingGates.pre_enqueue(&pod).is_success());
     }

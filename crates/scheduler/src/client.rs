@@ -25,16 +25,23 @@ use crate::Error;
 ///
 /// # Errors
 /// [`Error::Client`] when the kubeconfig cannot be read or the client cannot be built.
-pub async fn build_client(kubeconfig: Option<&Path>, qps: f32, burst: u32) -> Result<Client, Error> {
+pub async fn build_client(
+    kubeconfig: Option<&Path>,
+    qps: f32,
+    burst: u32,
+) -> Result<Client, Error> {
     let config = match kubeconfig {
         Some(path) => {
-            let kc = Kubeconfig::read_from(path)
-                .map_err(|e| Error::Client(format!("reading kubeconfig {}: {e}", path.display())))?;
+            let kc = Kubeconfig::read_from(path).map_err(|e| {
+                Error::Client(format!("reading kubeconfig {}: {e}", path.display()))
+            })?;
             Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
                 .await
                 .map_err(|e| Error::Client(format!("loading kubeconfig {}: {e}", path.display())))?
         }
-        None => Config::infer().await.map_err(|e| Error::Client(format!("inferring a kube config: {e}")))?,
+        None => Config::infer()
+            .await
+            .map_err(|e| Error::Client(format!("inferring a kube config: {e}")))?,
     };
     client_from_config(config, qps, burst)
 }
@@ -44,7 +51,8 @@ pub async fn build_client(kubeconfig: Option<&Path>, qps: f32, burst: u32) -> Re
 /// # Errors
 /// [`Error::Client`] when the TLS or HTTP stack cannot be built.
 pub fn client_from_config(config: Config, qps: f32, burst: u32) -> Result<Client, Error> {
-    let builder = ClientBuilder::try_from(config).map_err(|e| Error::Client(format!("building the kube client: {e}")))?;
+    let builder = ClientBuilder::try_from(config)
+        .map_err(|e| Error::Client(format!("building the kube client: {e}")))?;
     Ok(builder.with_layer(&RateLimitLayer::new(qps, burst)).build())
 }
 
@@ -64,7 +72,8 @@ impl RateLimitLayer {
         }
         let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
         let period = std::time::Duration::from_secs_f64(1.0 / f64::from(qps));
-        let limiter = Quota::with_period(period).map(|q| Arc::new(RateLimiter::direct(q.allow_burst(burst))));
+        let limiter =
+            Quota::with_period(period).map(|q| Arc::new(RateLimiter::direct(q.allow_burst(burst))));
         Self { limiter }
     }
 }
@@ -72,7 +81,12 @@ impl RateLimitLayer {
 impl<S> Layer<S> for RateLimitLayer {
     type Service = RateLimit<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        RateLimit { inner, limiter: self.limiter.clone(), waiting: None, permitted: false }
+        RateLimit {
+            inner,
+            limiter: self.limiter.clone(),
+            waiting: None,
+            permitted: false,
+        }
     }
 }
 

@@ -62,11 +62,18 @@ pub struct Handlers {
 }
 
 fn node_name(pod: &Pod) -> Option<&str> {
-    pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).filter(|n| !n.is_empty())
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .filter(|n| !n.is_empty())
 }
 
 fn scheduler_name(pod: &Pod) -> &str {
-    pod.spec.as_ref().and_then(|s| s.scheduler_name.as_deref()).filter(|n| !n.is_empty()).unwrap_or("default-scheduler")
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.scheduler_name.as_deref())
+        .filter(|n| !n.is_empty())
+        .unwrap_or("default-scheduler")
 }
 
 impl Handlers {
@@ -132,7 +139,12 @@ impl Handlers {
             tracing::debug!(pod = %pod_key(pod), error = %e, "removing pod from the cache");
         }
         let old = ClusterObject::Pod(pod.clone());
-        self.queue.move_all_to_active_or_backoff_queue(&well_known::ASSIGNED_POD_DELETE, Some(&old), None, None);
+        self.queue.move_all_to_active_or_backoff_queue(
+            &well_known::ASSIGNED_POD_DELETE,
+            Some(&old),
+            None,
+            None,
+        );
     }
 
     fn add_pod_to_scheduling_queue(&self, pod: &Arc<Pod>) {
@@ -161,7 +173,9 @@ impl Handlers {
         if let Some(fw) = self.profiles.get(scheduler_name(pod))
             && let Some(uid) = pod.metadata.uid.as_deref()
         {
-            fw.handle().waiting_pods().reject(uid, "", "pod was deleted");
+            fw.handle()
+                .waiting_pods()
+                .reject(uid, "", "pod was deleted");
         }
     }
 
@@ -171,7 +185,12 @@ impl Handlers {
             tracing::error!(node = ?node.metadata.name, error = %e, "adding node to the cache");
         }
         let new = ClusterObject::Node(node.clone());
-        self.queue.move_all_to_active_or_backoff_queue(&well_known::NODE_ADD, None, Some(&new), None);
+        self.queue.move_all_to_active_or_backoff_queue(
+            &well_known::NODE_ADD,
+            None,
+            Some(&new),
+            None,
+        );
     }
 
     /// A node changed.
@@ -179,9 +198,13 @@ impl Handlers {
         if let Err(e) = self.cache.update_node(new.clone()) {
             tracing::error!(node = ?new.metadata.name, error = %e, "updating node in the cache");
         }
-        let (o, n) = (ClusterObject::Node(old.clone()), ClusterObject::Node(new.clone()));
+        let (o, n) = (
+            ClusterObject::Node(old.clone()),
+            ClusterObject::Node(new.clone()),
+        );
         for event in node_scheduling_properties_change(new, old) {
-            self.queue.move_all_to_active_or_backoff_queue(&event, Some(&o), Some(&n), None);
+            self.queue
+                .move_all_to_active_or_backoff_queue(&event, Some(&o), Some(&n), None);
         }
     }
 
@@ -201,14 +224,21 @@ pub fn node_scheduling_properties_change(new: &Node, old: &Node) -> Vec<ClusterE
     let allocatable = |n: &Node| n.status.as_ref().and_then(|s| s.allocatable.clone());
     let taints = |n: &Node| {
         let spec = n.spec.as_ref();
-        (spec.and_then(|s| s.unschedulable).unwrap_or(false), spec.and_then(|s| s.taints.clone()).unwrap_or_default())
+        (
+            spec.and_then(|s| s.unschedulable).unwrap_or(false),
+            spec.and_then(|s| s.taints.clone()).unwrap_or_default(),
+        )
     };
     let conditions = |n: &Node| {
         let mut c: Vec<(String, String)> = n
             .status
             .as_ref()
             .and_then(|s| s.conditions.as_ref())
-            .map(|cs| cs.iter().map(|c| (c.type_.clone(), c.status.clone())).collect())
+            .map(|cs| {
+                cs.iter()
+                    .map(|c| (c.type_.clone(), c.status.clone()))
+                    .collect()
+            })
             .unwrap_or_default();
         c.sort();
         c
@@ -229,7 +259,10 @@ pub fn node_scheduling_properties_change(new: &Node, old: &Node) -> Vec<ClusterE
     if new.metadata.annotations != old.metadata.annotations {
         actions |= ActionType::UPDATE_NODE_ANNOTATION;
     }
-    actions.iter().map(|a| ClusterEvent::new(EventResource::Node, a)).collect()
+    actions
+        .iter()
+        .map(|a| ClusterEvent::new(EventResource::Node, a))
+        .collect()
 }
 
 /// Which informers have listed everything once.
@@ -254,7 +287,11 @@ impl Synced {
 }
 
 /// Starts the pod and node informers; they run until `shutdown`.
-pub fn start(client: Client, handlers: Handlers, shutdown: CancellationToken) -> (Synced, Vec<tokio::task::JoinHandle<()>>) {
+pub fn start(
+    client: Client,
+    handlers: Handlers,
+    shutdown: CancellationToken,
+) -> (Synced, Vec<tokio::task::JoinHandle<()>>) {
     let (pods_tx, pods_rx) = watch::channel(false);
     let (nodes_tx, nodes_rx) = watch::channel(false);
     // Terminal pods hold no resources; when a pod turns terminal it leaves this watch, which
@@ -286,7 +323,13 @@ pub fn start(client: Client, handlers: Handlers, shutdown: CancellationToken) ->
         },
         move |n: &Arc<Node>| handlers.on_node_deleted(n),
     ));
-    (Synced { pods: pods_rx, nodes: nodes_rx }, vec![pods, nodes])
+    (
+        Synced {
+            pods: pods_rx,
+            nodes: nodes_rx,
+        },
+        vec![pods, nodes],
+    )
 }
 
 async fn run_watch<K, S>(
@@ -302,7 +345,11 @@ async fn run_watch<K, S>(
 {
     let key = |o: &K| {
         let m = o.meta();
-        format!("{}/{}", m.namespace.as_deref().unwrap_or_default(), m.name.as_deref().unwrap_or_default())
+        format!(
+            "{}/{}",
+            m.namespace.as_deref().unwrap_or_default(),
+            m.name.as_deref().unwrap_or_default()
+        )
     };
     let mut known: HashMap<String, Arc<K>> = HashMap::new();
     let mut relisting: Option<HashSet<String>> = None;
@@ -350,7 +397,11 @@ async fn run_watch<K, S>(
             watcher::Event::InitDone => {
                 if let Some(seen) = relisting.take() {
                     // Deleted while the watch was down: in our view, not in the fresh list.
-                    let gone: Vec<String> = known.keys().filter(|k| !seen.contains(*k)).cloned().collect();
+                    let gone: Vec<String> = known
+                        .keys()
+                        .filter(|k| !seen.contains(*k))
+                        .cloned()
+                        .collect();
                     for k in gone {
                         if let Some(obj) = known.remove(&k) {
                             on_delete(&obj);

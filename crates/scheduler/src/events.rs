@@ -27,7 +27,13 @@ impl KubeEventRecorder {
     /// name or `ksched`), `instance` the pod or host name.
     #[must_use]
     pub fn start(client: Client, reporter: &str, instance: Option<String>) -> Self {
-        let recorder = Recorder::new(client, Reporter { controller: reporter.to_owned(), instance });
+        let recorder = Recorder::new(
+            client,
+            Reporter {
+                controller: reporter.to_owned(),
+                instance,
+            },
+        );
         let (tx, mut rx) = mpsc::channel::<Pending>(4096);
         tokio::spawn(async move {
             while let Some(p) = rx.recv().await {
@@ -52,7 +58,10 @@ impl EventRecorder for KubeEventRecorder {
             action: action.to_owned(),
             secondary: None,
         };
-        let pending = Pending { pod_ref: pod.object_ref(&()), event };
+        let pending = Pending {
+            pod_ref: pod.object_ref(&()),
+            event,
+        };
         if self.tx.try_send(pending).is_err() {
             tracing::warn!(reason, "event queue full, dropping event");
         }

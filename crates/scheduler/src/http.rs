@@ -66,10 +66,17 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     match prometheus_client::encoding::text::encode(&mut body, &s.registry) {
         Ok(()) => (
             StatusCode::OK,
-            [("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            [(
+                "content-type",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
             body,
         ),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, [("content-type", "text/plain")], format!("encoding metrics: {e}")),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [("content-type", "text/plain")],
+            format!("encoding metrics: {e}"),
+        ),
     }
 }
 
@@ -84,9 +91,16 @@ pub async fn serve(
     registry: Arc<Registry>,
     shutdown: CancellationToken,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), Error> {
-    let listener =
-        tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Http { addr: addr.to_string(), source })?;
-    let local = listener.local_addr().map_err(|source| Error::Http { addr: addr.to_string(), source })?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Http {
+            addr: addr.to_string(),
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| Error::Http {
+        addr: addr.to_string(),
+        source,
+    })?;
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/livez", get(healthz))
@@ -94,7 +108,9 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .with_state(AppState { health, registry });
     let task = tokio::spawn(async move {
-        let res = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
+        let res = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
         if let Err(e) = res {
             tracing::error!(error = %e, "HTTP server stopped");
         }

@@ -1,9 +1,9 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease (kube-lease-manager), with upstream's
 //! timing: a 15 s lease renewed 10 s into it (5 s before it expires), retried every 2 s.
 
+use ksched_framework::config::LeaderElection;
 use kube::Client;
 use kube_lease_manager::{LeaseManagerBuilder, LeaseParams};
-use ksched_framework::config::LeaderElection;
 use tokio::{sync::watch, task::JoinHandle};
 
 use crate::Error;
@@ -12,7 +12,8 @@ use crate::Error;
 pub struct Election {
     /// Our leadership, as it changes.
     pub is_leader: watch::Receiver<bool>,
-    task: JoinHandle<Result<kube_lease_manager::LeaseManager, kube_lease_manager::LeaseManagerError>>,
+    task:
+        JoinHandle<Result<kube_lease_manager::LeaseManager, kube_lease_manager::LeaseManagerError>>,
 }
 
 impl Election {
@@ -21,11 +22,17 @@ impl Election {
     ///
     /// # Errors
     /// [`Error::LeaderElection`] when the Lease cannot be read or created.
-    pub async fn start(client: Client, config: &LeaderElection, identity: &str) -> Result<Self, Error> {
+    pub async fn start(
+        client: Client,
+        config: &LeaderElection,
+        identity: &str,
+    ) -> Result<Self, Error> {
         let duration = config.lease_duration.as_secs().max(1);
         // kube-lease-manager renews `grace` seconds before expiry; upstream renews within
         // `renewDeadline` of acquiring, so grace = leaseDuration - renewDeadline.
-        let grace = duration.saturating_sub(config.renew_deadline.as_secs()).clamp(1, duration.saturating_sub(1).max(1));
+        let grace = duration
+            .saturating_sub(config.renew_deadline.as_secs())
+            .clamp(1, duration.saturating_sub(1).max(1));
         let manager = LeaseManagerBuilder::new(client, &config.resource_name)
             .with_namespace(&config.resource_namespace)
             .with_parameters(LeaseParams::new(identity, duration, grace))
@@ -50,7 +57,9 @@ impl Election {
             .wait_for(|l| *l)
             .await
             .map(|_| ())
-            .map_err(|_| Error::LeaderElection("the election stopped before we became leader".into()))
+            .map_err(|_| {
+                Error::LeaderElection("the election stopped before we became leader".into())
+            })
     }
 
     /// Resolves when leadership is lost (or the election ends).

@@ -102,15 +102,28 @@ impl SchedulerMetrics {
             "Number of attempts to successfully schedule a pod.",
             self.pod_scheduling_attempts.clone(),
         );
-        r.register("cache_size", "Number of nodes, pods, and assumed pods in the scheduler cache.", self.cache_size.clone());
-        r.register("binding_in_flight", "Binding cycles running.", self.binding_in_flight.clone());
+        r.register(
+            "cache_size",
+            "Number of nodes, pods, and assumed pods in the scheduler cache.",
+            self.cache_size.clone(),
+        );
+        r.register(
+            "binding_in_flight",
+            "Binding cycles running.",
+            self.binding_in_flight.clone(),
+        );
         self.framework.register(r);
     }
 
     /// Records one attempt's outcome and duration.
     pub fn observe_attempt(&self, result: &'static str, profile: &str, seconds: f64) {
-        let labels = ResultProfile { result, profile: profile.to_owned() };
+        let labels = ResultProfile {
+            result,
+            profile: profile.to_owned(),
+        };
         self.schedule_attempts.get_or_create(&labels).inc();
-        self.scheduling_attempt_duration.get_or_create(&labels).observe(seconds);
+        self.scheduling_attempt_duration
+            .get_or_create(&labels)
+            .observe(seconds);
     }
 }

@@ -25,7 +25,10 @@ pub(crate) struct StatusUpdates {
 
 impl Default for StatusUpdates {
     fn default() -> Self {
-        Self { tracker: TaskTracker::new(), permits: Arc::new(Semaphore::new(16)) }
+        Self {
+            tracker: TaskTracker::new(),
+            permits: Arc::new(Semaphore::new(16)),
+        }
     }
 }
 
@@ -36,9 +39,13 @@ fn unchanged(pod: &Pod, reason: &str, message: &str, nominated: Option<&str>) ->
         .and_then(|s| s.conditions.as_ref())
         .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"));
     let same_cond = cond.is_some_and(|c| {
-        c.status == "False" && c.reason.as_deref() == Some(reason) && c.message.as_deref() == Some(message)
+        c.status == "False"
+            && c.reason.as_deref() == Some(reason)
+            && c.message.as_deref() == Some(message)
     });
-    let current_nominated = status.and_then(|s| s.nominated_node_name.as_deref()).unwrap_or_default();
+    let current_nominated = status
+        .and_then(|s| s.nominated_node_name.as_deref())
+        .unwrap_or_default();
     same_cond && nominated.is_none_or(|n| n == current_nominated)
 }
 
@@ -56,7 +63,9 @@ pub(crate) fn update_async(
     if unchanged(&pod, reason, &message, nominated.as_deref()) {
         return;
     }
-    let (Some(ns), Some(name)) = (pod.metadata.namespace.clone(), pod.metadata.name.clone()) else { return };
+    let (Some(ns), Some(name)) = (pod.metadata.namespace.clone(), pod.metadata.name.clone()) else {
+        return;
+    };
     let permits = updates.permits.clone();
     updates.tracker.spawn(async move {
         let Ok(_permit) = permits.acquire().await else { return };

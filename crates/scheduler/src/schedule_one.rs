@@ -8,8 +8,8 @@ use std::{
 
 use k8s_openapi::api::core::v1::Pod;
 use ksched_framework::{
-    Code, CycleState, EventType, Framework, NominatingInfo, NominatingMode, PodInfo, PodNominator, QueuedPodInfo,
-    Status, pod_key,
+    Code, CycleState, EventType, Framework, NominatingInfo, NominatingMode, PodInfo, PodNominator,
+    QueuedPodInfo, Status, pod_key,
     runtime::{ScheduleError, ScheduleResult},
 };
 use rand::Rng;
@@ -84,7 +84,9 @@ impl Inner {
         }
         let start = Instant::now();
         let mut state = CycleState::new();
-        state.set_record_plugin_metrics(rand::rng().random_range(0..100) < PLUGIN_METRICS_SAMPLE_PERCENT);
+        state.set_record_plugin_metrics(
+            rand::rng().random_range(0..100) < PLUGIN_METRICS_SAMPLE_PERCENT,
+        );
 
         self.install_snapshot();
         let result = fw.schedule_pod(&mut state, &pod).await;
@@ -92,8 +94,16 @@ impl Inner {
             Ok(r) => r,
             Err(e) => {
                 let failure = self.scheduling_failure(&fw, &mut state, &pod, e).await;
-                let result = if failure.reason == pod_status::REASON_UNSCHEDULABLE { "unschedulable" } else { "error" };
-                self.metrics.observe_attempt(result, fw.profile_name(), start.elapsed().as_secs_f64());
+                let result = if failure.reason == pod_status::REASON_UNSCHEDULABLE {
+                    "unschedulable"
+                } else {
+                    "error"
+                };
+                self.metrics.observe_attempt(
+                    result,
+                    fw.profile_name(),
+                    start.elapsed().as_secs_f64(),
+                );
                 self.handle_scheduling_failure(&fw, qpi, failure);
                 return;
             }
@@ -101,24 +111,41 @@ impl Inner {
         // Assume: the pod counts on its node from now on, so the next cycle sees it.
         let assumed = Arc::new(with_node_name(&pod, &result.suggested_host));
         if let Err(e) = self.cache.assume_pod(assumed.clone()) {
-            self.metrics.observe_attempt("error", fw.profile_name(), start.elapsed().as_secs_f64());
-            self.handle_scheduling_failure(&fw, qpi, Failure::error(Status::error(format!("assuming pod: {e}"))));
+            self.metrics
+                .observe_attempt("error", fw.profile_name(), start.elapsed().as_secs_f64());
+            self.handle_scheduling_failure(
+                &fw,
+                qpi,
+                Failure::error(Status::error(format!("assuming pod: {e}"))),
+            );
             return;
         }
         let host = result.suggested_host.clone();
-        let s = fw.run_reserve_plugins_reserve(&mut state, &assumed, &host).await;
+        let s = fw
+            .run_reserve_plugins_reserve(&mut state, &assumed, &host)
+            .await;
         if !s.is_success() {
-            fw.run_reserve_plugins_unreserve(&mut state, &assumed, &host).await;
+            fw.run_reserve_plugins_unreserve(&mut state, &assumed, &host)
+                .await;
             self.forget(&assumed);
-            self.metrics.observe_attempt(result_label(&s), fw.profile_name(), start.elapsed().as_secs_f64());
+            self.metrics.observe_attempt(
+                result_label(&s),
+                fw.profile_name(),
+                start.elapsed().as_secs_f64(),
+            );
             self.handle_scheduling_failure(&fw, qpi, Failure::from_status(s));
             return;
         }
         let s = fw.run_permit_plugins(&state, &assumed, &host).await;
         if !s.is_success() && !s.is_wait() {
-            fw.run_reserve_plugins_unreserve(&mut state, &assumed, &host).await;
+            fw.run_reserve_plugins_unreserve(&mut state, &assumed, &host)
+                .await;
             self.forget(&assumed);
-            self.metrics.observe_attempt(result_label(&s), fw.profile_name(), start.elapsed().as_secs_f64());
+            self.metrics.observe_attempt(
+                result_label(&s),
+                fw.profile_name(),
+                start.elapsed().as_secs_f64(),
+            );
             self.handle_scheduling_failure(&fw, qpi, Failure::from_status(s));
             return;
         }
@@ -127,7 +154,8 @@ impl Inner {
         self.metrics.binding_in_flight.inc();
         self.bindings.spawn(async move {
             let gauge = this.metrics.binding_in_flight.clone();
-            this.binding_cycle(fw, state, qpi, assumed, result, start).await;
+            this.binding_cycle(fw, state, qpi, assumed, result, start)
+                .await;
             gauge.dec();
         });
     }
@@ -146,7 +174,9 @@ impl Inner {
         let host = result.suggested_host.as_str();
         let mut status = fw.wait_on_permit(&assumed).await;
         if status.is_success() {
-            status = fw.run_pre_bind_pre_flights(&mut state, &assumed, host).await;
+            status = fw
+                .run_pre_bind_pre_flights(&mut state, &assumed, host)
+                .await;
         }
         if status.is_success() {
             status = fw.run_pre_bind_plugins(&state, &assumed, host).await;
@@ -158,9 +188,14 @@ impl Inner {
             }
         }
         if !status.is_success() {
-            fw.run_reserve_plugins_unreserve(&mut state, &assumed, host).await;
+            fw.run_reserve_plugins_unreserve(&mut state, &assumed, host)
+                .await;
             self.forget(&assumed);
-            self.metrics.observe_attempt(result_label(&status), fw.profile_name(), start.elapsed().as_secs_f64());
+            self.metrics.observe_attempt(
+                result_label(&status),
+                fw.profile_name(),
+                start.elapsed().as_secs_f64(),
+            );
             let mut failure = Failure::from_status(status);
             if failure.status.code() == Code::UnschedulableAndUnresolvable
                 && failure.status.plugin() == Some("DefaultBinder")
@@ -177,16 +212,27 @@ impl Inner {
         }
         self.cache.finish_binding(&assumed);
         let elapsed = start.elapsed().as_secs_f64();
-        self.metrics.observe_attempt("scheduled", fw.profile_name(), elapsed);
-        self.metrics.pod_scheduling_attempts.observe(f64::from(qpi.attempts.max(1)));
+        self.metrics
+            .observe_attempt("scheduled", fw.profile_name(), elapsed);
+        self.metrics
+            .pod_scheduling_attempts
+            .observe(f64::from(qpi.attempts.max(1)));
         if let Some(first) = qpi.initial_attempt_timestamp {
             self.metrics
                 .pod_scheduling_sli_duration
-                .get_or_create(&crate::metrics::Attempts { attempts: qpi.attempts.max(1).to_string() })
+                .get_or_create(&crate::metrics::Attempts {
+                    attempts: qpi.attempts.max(1).to_string(),
+                })
                 .observe(first.elapsed().as_secs_f64());
         }
         let note = format!("Successfully assigned {} to {host}", pod_key(&assumed));
-        fw.handle().event_recorder().record(&assumed, EventType::Normal, "Scheduled", "Binding", &note);
+        fw.handle().event_recorder().record(
+            &assumed,
+            EventType::Normal,
+            "Scheduled",
+            "Binding",
+            &note,
+        );
         tracing::debug!(pod = %qpi.key(), node = host, evaluated = result.evaluated_nodes, feasible = result.feasible_nodes, "bound");
         fw.run_post_bind_plugins(&state, &assumed, host).await;
         self.queue.done(qpi.uid());
@@ -211,7 +257,9 @@ impl Inner {
             ScheduleError::Fit(mut fit) => {
                 let mut nominating = None;
                 if fw.has_post_filter_plugins() {
-                    let (res, s) = fw.run_post_filter_plugins(state, pod, &fit.diagnosis.node_to_status).await;
+                    let (res, s) = fw
+                        .run_post_filter_plugins(state, pod, &fit.diagnosis.node_to_status)
+                        .await;
                     if s.is_error() {
                         tracing::warn!(pod = %fit.pod, error = %s, "PostFilter failed");
                     }
@@ -239,12 +287,21 @@ impl Inner {
         let key = qpi.key().to_owned();
         tracing::debug!(pod = %key, reason = f.reason, message = %f.message, "scheduling attempt failed");
         // Requeue the latest version of the pod, unless it is gone or bound meanwhile.
-        let Some(latest) = self.pods.get(&key).filter(|p| p.metadata.uid == qpi.pod().metadata.uid) else {
+        let Some(latest) = self
+            .pods
+            .get(&key)
+            .filter(|p| p.metadata.uid == qpi.pod().metadata.uid)
+        else {
             tracing::debug!(pod = %key, "pod deleted during its scheduling attempt; dropping it");
             self.queue.done(qpi.uid());
             return;
         };
-        if latest.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty()) {
+        if latest
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .is_some_and(|n| !n.is_empty())
+        {
             self.queue.done(qpi.uid());
             return;
         }
@@ -260,18 +317,37 @@ impl Inner {
             tracing::error!(pod = %key, error = %e, "requeueing the pod");
         }
         let nominated = match &f.nominating {
-            Some(NominatingInfo { nominated_node_name, mode: NominatingMode::Override }) => {
+            Some(NominatingInfo {
+                nominated_node_name,
+                mode: NominatingMode::Override,
+            }) => {
                 if nominated_node_name.is_empty() {
                     self.queue.delete_nominated_pod_if_exists(&latest);
                 } else {
-                    self.queue.add_nominated_pod(Arc::new(PodInfo::new(latest.clone())), Some(nominated_node_name.clone()));
+                    self.queue.add_nominated_pod(
+                        Arc::new(PodInfo::new(latest.clone())),
+                        Some(nominated_node_name.clone()),
+                    );
                 }
                 Some(nominated_node_name.clone())
             }
             _ => None,
         };
-        fw.handle().event_recorder().record(&latest, EventType::Warning, "FailedScheduling", "Scheduling", &f.message);
-        pod_status::update_async(self.client.clone(), latest, f.reason, f.message, nominated, &self.status_updates);
+        fw.handle().event_recorder().record(
+            &latest,
+            EventType::Warning,
+            "FailedScheduling",
+            "Scheduling",
+            &f.message,
+        );
+        pod_status::update_async(
+            self.client.clone(),
+            latest,
+            f.reason,
+            f.message,
+            nominated,
+            &self.status_updates,
+        );
     }
 
     fn forget(&self, assumed: &Pod) {
@@ -306,11 +382,19 @@ impl Inner {
 }
 
 fn result_label(s: &Status) -> &'static str {
-    if s.is_rejected() { "unschedulable" } else { "error" }
+    if s.is_rejected() {
+        "unschedulable"
+    } else {
+        "error"
+    }
 }
 
 fn scheduler_name(pod: &Pod) -> &str {
-    pod.spec.as_ref().and_then(|s| s.scheduler_name.as_deref()).filter(|n| !n.is_empty()).unwrap_or("default-scheduler")
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.scheduler_name.as_deref())
+        .filter(|n| !n.is_empty())
+        .unwrap_or("default-scheduler")
 }
 
 fn with_node_name(pod: &Pod, node: &str) -> Pod {

@@ -1,13 +1,7 @@
 //! [`Scheduler`] and its builder: configuration, profiles, queue, cache, informers, leader
 //! election, HTTP, and the scheduling loop.
 
-use std::{
-    collections::HashMap,
-    net::SocketAddr,
-    path::PathBuf,
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::HashMap, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use ksched_cache::Cache;
 use ksched_framework::{
@@ -105,7 +99,10 @@ impl SchedulerBuilder {
     #[must_use]
     pub fn with_plugin<F>(mut self, name: impl Into<String>, factory: F) -> Self
     where
-        F: Fn(&PluginArgs, &Arc<Handle>) -> std::result::Result<Arc<dyn Plugin>, PluginError> + Send + Sync + 'static,
+        F: Fn(&PluginArgs, &Arc<Handle>) -> std::result::Result<Arc<dyn Plugin>, PluginError>
+            + Send
+            + Sync
+            + 'static,
     {
         if let Err(e) = self.registry.register(name, factory) {
             self.errors.push(e.into());
@@ -186,7 +183,9 @@ impl SchedulerBuilder {
             return Err(e);
         }
         let mut config = match &self.config {
-            ConfigSource::Defaults => SchedulerConfig::from_raw(KubeSchedulerConfiguration::default(), &self.registry)?,
+            ConfigSource::Defaults => {
+                SchedulerConfig::from_raw(KubeSchedulerConfiguration::default(), &self.registry)?
+            }
             ConfigSource::File(p) => SchedulerConfig::from_file(p, &self.registry)?,
             ConfigSource::Yaml(y) => SchedulerConfig::from_yaml(y, None, &self.registry)?,
             ConfigSource::Raw(r) => SchedulerConfig::from_raw((**r).clone(), &self.registry)?,
@@ -207,26 +206,43 @@ impl SchedulerBuilder {
         let identity = self.identity.take().unwrap_or_else(default_identity);
         let recorder: Arc<dyn EventRecorder> = match self.recorder.take() {
             Some(r) => r,
-            None => Arc::new(KubeEventRecorder::start(client.clone(), "ksched", Some(identity.clone()))),
+            None => Arc::new(KubeEventRecorder::start(
+                client.clone(),
+                "ksched",
+                Some(identity.clone()),
+            )),
         };
         let metrics = SchedulerMetrics::default();
-        let parallelizer = Parallelizer::new(config.parallelism)
-            .map_err(|e| Error::Builder(format!("starting {} Filter/Score threads: {e}", config.parallelism)))?;
+        let parallelizer = Parallelizer::new(config.parallelism).map_err(|e| {
+            Error::Builder(format!(
+                "starting {} Filter/Score threads: {e}",
+                config.parallelism
+            ))
+        })?;
         let options = FrameworkOptions {
             percentage_of_nodes_to_score: config.percentage_of_nodes_to_score,
             parallelizer,
             metrics: Some(metrics.framework.clone()),
         };
         let mut profiles = HashMap::new();
-        let mut queue_config = QueueConfig::default().with_backoff(config.pod_initial_backoff, config.pod_max_backoff);
-        queue_config.pod_max_in_unschedulable_pods_duration = config.pod_max_in_unschedulable_pods_duration;
+        let mut queue_config =
+            QueueConfig::default().with_backoff(config.pod_initial_backoff, config.pod_max_backoff);
+        queue_config.pod_max_in_unschedulable_pods_duration =
+            config.pod_max_in_unschedulable_pods_duration;
         let mut first: Option<Arc<Framework>> = None;
         for p in &config.profiles {
-            let handle = Arc::new(Handle::new(&p.scheduler_name, Some(client.clone()), recorder.clone()));
-            let fw = Framework::new(p, &self.registry, handle, options.clone()).map_err(|e| e.in_file(config.file.clone()))?;
-            queue_config = queue_config.with_pre_enqueue(&p.scheduler_name, fw.pre_enqueue_plugins());
+            let handle = Arc::new(Handle::new(
+                &p.scheduler_name,
+                Some(client.clone()),
+                recorder.clone(),
+            ));
+            let fw = Framework::new(p, &self.registry, handle, options.clone())
+                .map_err(|e| e.in_file(config.file.clone()))?;
+            queue_config =
+                queue_config.with_pre_enqueue(&p.scheduler_name, fw.pre_enqueue_plugins());
             for (plugin, events) in fw.enqueue_extensions() {
-                queue_config = queue_config.with_hints(&p.scheduler_name, plugin, events.iter().cloned());
+                queue_config =
+                    queue_config.with_hints(&p.scheduler_name, plugin, events.iter().cloned());
             }
             first.get_or_insert_with(|| fw.clone());
             profiles.insert(p.scheduler_name.clone(), fw);
@@ -238,7 +254,8 @@ impl SchedulerBuilder {
             queue_config = queue_config.with_less(Arc::new(move |a, b| fw.less(a, b)));
         }
         let queue = Arc::new(
-            PriorityQueue::new(queue_config).map_err(|e| Error::Builder(format!("building the scheduling queue: {e}")))?,
+            PriorityQueue::new(queue_config)
+                .map_err(|e| Error::Builder(format!("building the scheduling queue: {e}")))?,
         );
         for fw in profiles.values() {
             fw.handle().set_nominator(queue.clone());
@@ -256,7 +273,13 @@ impl SchedulerBuilder {
             bindings: TaskTracker::new(),
             status_updates: StatusUpdates::default(),
         });
-        Ok(Scheduler { inner, config, bind_address: self.bind_address, identity, health: Arc::new(Health::default()) })
+        Ok(Scheduler {
+            inner,
+            config,
+            bind_address: self.bind_address,
+            identity,
+            health: Arc::new(Health::default()),
+        })
     }
 }
 
@@ -264,7 +287,11 @@ fn default_identity() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_owned()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_owned())
+        })
         .unwrap_or_else(|| "ksched".into());
     let suffix: u32 = rand::random();
     format!("{host}_{suffix:08x}")
@@ -293,8 +320,14 @@ impl Collector for QueueCollector {
             None,
             prometheus_client::metrics::MetricType::Gauge,
         )?;
-        for (q, v) in [("active", p.active), ("backoff", p.backoff), ("unschedulable", p.unschedulable), ("gated", p.gated)] {
-            ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX)).encode(gauge.encode_family(&[("queue", q)])?)?;
+        for (q, v) in [
+            ("active", p.active),
+            ("backoff", p.backoff),
+            ("unschedulable", p.unschedulable),
+            ("gated", p.gated),
+        ] {
+            ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX))
+                .encode(gauge.encode_family(&[("queue", q)])?)?;
         }
         let mut counter = encoder.encode_descriptor(
             "queue_incoming_pods",
@@ -303,8 +336,10 @@ impl Collector for QueueCollector {
             prometheus_client::metrics::MetricType::Counter,
         )?;
         for i in &m.incoming {
-            ConstCounter::new(i.count)
-                .encode(counter.encode_family(&[("queue", i.queue.as_str()), ("event", i.event.as_str())])?)?;
+            ConstCounter::new(i.count).encode(
+                counter
+                    .encode_family(&[("queue", i.queue.as_str()), ("event", i.event.as_str())])?,
+            )?;
         }
         Ok(())
     }
@@ -339,13 +374,25 @@ impl Scheduler {
         let inner = self.inner.clone();
         let mut registry = MetricsRegistry::default();
         inner.metrics.register(&mut registry);
-        registry.sub_registry_with_prefix("scheduler").register_collector(Box::new(QueueCollector(inner.queue.clone())));
+        registry
+            .sub_registry_with_prefix("scheduler")
+            .register_collector(Box::new(QueueCollector(inner.queue.clone())));
         let stop = shutdown.child_token();
-        let (addr, http_task) = http::serve(self.bind_address, self.health.clone(), Arc::new(registry), stop.clone()).await?;
+        let (addr, http_task) = http::serve(
+            self.bind_address,
+            self.health.clone(),
+            Arc::new(registry),
+            stop.clone(),
+        )
+        .await?;
         tracing::info!(%addr, profiles = ?self.profile_names(), "serving /healthz, /readyz, /metrics");
-        self.health.set_not_ready("waiting for the pod and node informers to list");
+        self.health
+            .set_not_ready("waiting for the pod and node informers to list");
 
-        let client = inner.client.clone().ok_or_else(|| Error::Builder("no kube client".into()))?;
+        let client = inner
+            .client
+            .clone()
+            .ok_or_else(|| Error::Builder("no kube client".into()))?;
         let handlers = Handlers {
             cache: inner.cache.clone(),
             queue: inner.queue.clone(),
@@ -356,16 +403,24 @@ impl Scheduler {
         let flushes = inner.queue.run();
         let cache_metrics = spawn_cache_metrics(inner.clone(), stop.clone());
 
-        let outcome = self.lead_and_schedule(&inner, client, &mut synced, &shutdown).await;
+        let outcome = self
+            .lead_and_schedule(&inner, client, &mut synced, &shutdown)
+            .await;
 
         // Shutdown: stop popping, give bindings time to finish, stop the rest.
         inner.queue.close();
         inner.bindings.close();
-        if tokio::time::timeout(BINDING_DRAIN_TIMEOUT, inner.bindings.wait()).await.is_err() {
-            tracing::warn!("bindings still running after {BINDING_DRAIN_TIMEOUT:?}; exiting anyway");
+        if tokio::time::timeout(BINDING_DRAIN_TIMEOUT, inner.bindings.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "bindings still running after {BINDING_DRAIN_TIMEOUT:?}; exiting anyway"
+            );
         }
         inner.status_updates.tracker.close();
-        let _ = tokio::time::timeout(Duration::from_secs(5), inner.status_updates.tracker.wait()).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), inner.status_updates.tracker.wait()).await;
         stop.cancel();
         for t in informers.into_iter().chain(flushes).chain([cache_metrics]) {
             t.abort();
@@ -386,9 +441,14 @@ impl Scheduler {
             () = synced.wait() => {}
         }
         self.health.set_ready();
-        tracing::info!(nodes = inner.cache.node_count(), pods = inner.pods.len(), "informers synced");
+        tracing::info!(
+            nodes = inner.cache.node_count(),
+            pods = inner.pods.len(),
+            "informers synced"
+        );
         let mut election = if self.config.leader_election.leader_elect {
-            let mut e = Election::start(client, &self.config.leader_election, &self.identity).await?;
+            let mut e =
+                Election::start(client, &self.config.leader_election, &self.identity).await?;
             tracing::info!(identity = %self.identity, lease = %format!("{}/{}", self.config.leader_election.resource_namespace, self.config.leader_election.resource_name), "waiting to become leader");
             tokio::select! {
                 () = shutdown.cancelled() => {
@@ -432,7 +492,11 @@ fn spawn_cache_metrics(inner: Arc<Inner>, stop: CancellationToken) -> tokio::tas
             }
             let d = inner.cache.dump();
             let set = |t: &'static str, v: usize| {
-                inner.metrics.cache_size.get_or_create(&CacheType { r#type: t }).set(i64::try_from(v).unwrap_or(i64::MAX));
+                inner
+                    .metrics
+                    .cache_size
+                    .get_or_create(&CacheType { r#type: t })
+                    .set(i64::try_from(v).unwrap_or(i64::MAX));
             };
             set("nodes", inner.cache.node_count());
             set("pods", inner.cache.pod_count());

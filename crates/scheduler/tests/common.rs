@@ -20,7 +20,10 @@ impl Running {
     /// Stops it and waits for `run` to return.
     pub async fn stop(self) -> Result<(), ksched::Error> {
         self.token.cancel();
-        tokio::time::timeout(Duration::from_secs(60), self.task).await.expect("scheduler did not stop").expect("join")
+        tokio::time::timeout(Duration::from_secs(60), self.task)
+            .await
+            .expect("scheduler did not stop")
+            .expect("join")
     }
 
     /// `GET /metrics`.
@@ -32,7 +35,10 @@ impl Running {
     pub async fn metric(&self, series: &str) -> f64 {
         let text = self.metrics().await;
         text.lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().split(' ').next()?.parse().ok()))
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.trim().split(' ').next()?.parse().ok())
+            })
             .unwrap_or(0.0)
     }
 }
@@ -47,12 +53,21 @@ pub fn free_addr() -> SocketAddr {
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await.unwrap();
     let text = String::from_utf8_lossy(&buf).into_owned();
-    let code = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let code = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (code, body)
 }
 
@@ -74,10 +89,15 @@ pub async fn start(client: Client, profile: &str, extra_yaml: &str) -> Running {
     let task = tokio::spawn(scheduler.run(token.clone()));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        if tokio::net::TcpStream::connect(http).await.is_ok() && http_get(http, "/readyz").await.0 == 200 {
+        if tokio::net::TcpStream::connect(http).await.is_ok()
+            && http_get(http, "/readyz").await.0 == 200
+        {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "scheduler not ready within 60 s");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "scheduler not ready within 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Running { token, task, http }

@@ -23,13 +23,21 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
     let mut total = 0f64;
     let mut rest = s;
     while !rest.is_empty() {
-        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if num_end == 0 {
-            return Err(format!("invalid duration {orig:?}: expected a number at {rest:?}"));
+            return Err(format!(
+                "invalid duration {orig:?}: expected a number at {rest:?}"
+            ));
         }
-        let value: f64 = rest[..num_end].parse().map_err(|_| format!("invalid duration {orig:?}"))?;
+        let value: f64 = rest[..num_end]
+            .parse()
+            .map_err(|_| format!("invalid duration {orig:?}"))?;
         rest = &rest[num_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_end];
         let scale = match unit {
             "ns" => 1e-9,
@@ -38,7 +46,11 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            "" => return Err(format!("invalid duration {orig:?}: missing unit (ns, us, ms, s, m, h)")),
+            "" => {
+                return Err(format!(
+                    "invalid duration {orig:?}: missing unit (ns, us, ms, s, m, h)"
+                ));
+            }
             other => return Err(format!("invalid duration {orig:?}: unknown unit {other:?}")),
         };
         total += value * scale;
@@ -53,9 +65,12 @@ pub(crate) mod opt_go_duration {
 
     use serde::{Deserialize, Deserializer};
 
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
         let s: Option<String> = Option::deserialize(d)?;
-        s.map(|s| super::parse_go_duration(&s).map_err(serde::de::Error::custom)).transpose()
+        s.map(|s| super::parse_go_duration(&s).map_err(serde::de::Error::custom))
+            .transpose()
     }
 }
 
@@ -67,8 +82,14 @@ mod tests {
     fn go_forms() {
         assert_eq!(parse_go_duration("15s").unwrap(), Duration::from_secs(15));
         assert_eq!(parse_go_duration("1m30s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_go_duration("300ms").unwrap(), Duration::from_millis(300));
-        assert_eq!(parse_go_duration("1.5h").unwrap(), Duration::from_secs(5400));
+        assert_eq!(
+            parse_go_duration("300ms").unwrap(),
+            Duration::from_millis(300)
+        );
+        assert_eq!(
+            parse_go_duration("1.5h").unwrap(),
+            Duration::from_secs(5400)
+        );
         assert_eq!(parse_go_duration("0").unwrap(), Duration::ZERO);
         assert!(parse_go_duration("15").is_err());
         assert!(parse_go_duration("-1s").is_err());

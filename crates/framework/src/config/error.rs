@@ -26,7 +26,14 @@ impl ConfigError {
     /// An error with a single problem.
     #[must_use]
     pub fn single(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { file: None, problems: vec![Problem { path: path.into(), location: None, message: message.into() }] }
+        Self {
+            file: None,
+            problems: vec![Problem {
+                path: path.into(),
+                location: None,
+                message: message.into(),
+            }],
+        }
     }
 
     /// Attaches the file name.
@@ -41,9 +48,16 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let file = self.file.as_ref().map_or_else(|| "<config>".to_owned(), |p| p.display().to_string());
+        let file = self
+            .file
+            .as_ref()
+            .map_or_else(|| "<config>".to_owned(), |p| p.display().to_string());
         if self.problems.len() > 1 {
-            writeln!(f, "{file}: {} problems in the scheduler configuration:", self.problems.len())?;
+            writeln!(
+                f,
+                "{file}: {} problems in the scheduler configuration:",
+                self.problems.len()
+            )?;
         }
         for (i, p) in self.problems.iter().enumerate() {
             if i > 0 {
@@ -72,10 +86,21 @@ pub(crate) struct Problems(pub(crate) Vec<Problem>);
 
 impl Problems {
     pub(crate) fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(Problem { path: path.into(), location: None, message: message.into() });
+        self.0.push(Problem {
+            path: path.into(),
+            location: None,
+            message: message.into(),
+        });
     }
 
     pub(crate) fn into_result(self) -> Result<(), ConfigError> {
-        if self.0.is_empty() { Ok(()) } else { Err(ConfigError { file: None, problems: self.0 }) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError {
+                file: None,
+                problems: self.0,
+            })
+        }
     }
 }

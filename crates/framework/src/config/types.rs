@@ -168,13 +168,19 @@ impl PluginRef {
     /// A plugin without weight.
     #[must_use]
     pub fn new(name: impl Into<String>) -> Self {
-        Self { name: name.into(), weight: None }
+        Self {
+            name: name.into(),
+            weight: None,
+        }
     }
 
     /// A plugin with a weight.
     #[must_use]
     pub fn weighted(name: impl Into<String>, weight: i32) -> Self {
-        Self { name: name.into(), weight: Some(weight) }
+        Self {
+            name: name.into(),
+            weight: Some(weight),
+        }
     }
 }
 

@@ -61,7 +61,13 @@ impl Framework {
     ) -> Result<Arc<Framework>, ConfigError> {
         let ppath = format!("profiles[{}]", profile.index);
         let mut problems = Vec::new();
-        let mut problem = |path: String, message: String| problems.push(Problem { path, location: None, message });
+        let mut problem = |path: String, message: String| {
+            problems.push(Problem {
+                path,
+                location: None,
+                message,
+            })
+        };
 
         // Instantiate every plugin the profile names, once.
         let mut instances: BTreeMap<String, Arc<dyn Plugin>> = BTreeMap::new();
@@ -75,7 +81,10 @@ impl Framework {
         }
         for name in &order {
             let Some(factory) = registry.get(name) else {
-                problem(format!("{ppath}.plugins"), format!("unknown plugin {name:?}"));
+                problem(
+                    format!("{ppath}.plugins"),
+                    format!("unknown plugin {name:?}"),
+                );
                 continue;
             };
             let (args, args_path) = match profile.plugin_config.get(name) {
@@ -95,9 +104,8 @@ impl Framework {
                         _ => args_path,
                     };
                     let msg = match &e {
-                        crate::PluginError::Args { message, .. } | crate::PluginError::InvalidArg { message, .. } => {
-                            message.clone()
-                        }
+                        crate::PluginError::Args { message, .. }
+                        | crate::PluginError::InvalidArg { message, .. } => message.clone(),
                         crate::PluginError::Other(err) => err.to_string(),
                     };
                     problem(path, format!("plugin {name:?}: {msg}"));
@@ -117,7 +125,11 @@ impl Framework {
                 {
                     problem(
                         format!("{ppath}.plugins.{key}.enabled[{k}].name"),
-                        format!("plugin {:?} does not extend {} plugin", r.name, point.metric_label()),
+                        format!(
+                            "plugin {:?} does not extend {} plugin",
+                            r.name,
+                            point.metric_label()
+                        ),
                     );
                 }
             }
@@ -125,7 +137,9 @@ impl Framework {
             let mut multi_only = Vec::new();
             if !set.is_disabled("*") {
                 for m in multi {
-                    let Some(p) = instances.get(&m.name) else { continue };
+                    let Some(p) = instances.get(&m.name) else {
+                        continue;
+                    };
                     if !implements(p.as_ref(), point) || set.is_disabled(&m.name) {
                         continue;
                     }
@@ -137,7 +151,13 @@ impl Framework {
                 }
             }
             let weight_of = |name: &str, multi_weight: Option<i32>| -> i64 {
-                let w = set.enabled.iter().find(|r| r.name == name).and_then(|r| r.weight).or(multi_weight).unwrap_or(0);
+                let w = set
+                    .enabled
+                    .iter()
+                    .find(|r| r.name == name)
+                    .and_then(|r| r.weight)
+                    .or(multi_weight)
+                    .unwrap_or(0);
                 if w <= 0 { 1 } else { i64::from(w) }
             };
             let mut names: Vec<(&str, i64)> = Vec::new();
@@ -174,19 +194,32 @@ impl Framework {
                     format!(
                         "exactly one queue sort plugin is required, found {} ({})",
                         queue_sorts.len(),
-                        queue_sorts.iter().map(Enabled::name).collect::<Vec<_>>().join(", ")
+                        queue_sorts
+                            .iter()
+                            .map(Enabled::name)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 );
             }
             if bind.is_empty() {
-                problem(format!("{ppath}.plugins.bind"), "at least one bind plugin is required".to_owned());
+                problem(
+                    format!("{ppath}.plugins.bind"),
+                    "at least one bind plugin is required".to_owned(),
+                );
             }
         }
         if !problems.is_empty() {
-            return Err(ConfigError { file: None, problems });
+            return Err(ConfigError {
+                file: None,
+                problems,
+            });
         }
         let Some(queue_sort) = queue_sorts.into_iter().next() else {
-            return Err(ConfigError::single(format!("{ppath}.plugins.queueSort"), "no queue sort plugin"));
+            return Err(ConfigError::single(
+                format!("{ppath}.plugins.queueSort"),
+                "no queue sort plugin",
+            ));
         };
 
         let pre_enqueue = take(ExtensionPoint::PreEnqueue);
@@ -197,7 +230,13 @@ impl Framework {
         // Plugins that can reject a pod decide which events may requeue it.
         let mut enqueue_extensions = Vec::new();
         let mut seen = HashSet::new();
-        for e in pre_enqueue.iter().chain(&pre_filter).chain(&filter).chain(&reserve).chain(&permit) {
+        for e in pre_enqueue
+            .iter()
+            .chain(&pre_filter)
+            .chain(&filter)
+            .chain(&reserve)
+            .chain(&permit)
+        {
             if !seen.insert(e.name().to_owned()) {
                 continue;
             }
@@ -211,7 +250,10 @@ impl Framework {
         let fw = Arc::new(Framework {
             profile_name: profile.scheduler_name.clone(),
             handle: handle.clone(),
-            plugins: order.iter().filter_map(|n| instances.get(n).cloned()).collect(),
+            plugins: order
+                .iter()
+                .filter_map(|n| instances.get(n).cloned())
+                .collect(),
             pre_enqueue,
             queue_sort,
             pre_filter,

@@ -26,7 +26,9 @@ pub fn num_feasible_nodes_to_find(percentage: u32, num_all_nodes: usize) -> usiz
     }
     let mut pct = percentage as usize;
     if pct == 0 {
-        pct = 50usize.saturating_sub(num_all_nodes / 125).max(MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND);
+        pct = 50usize
+            .saturating_sub(num_all_nodes / 125)
+            .max(MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND);
     }
     let n = num_all_nodes * pct.min(100) / 100;
     n.max(MIN_FEASIBLE_NODES_TO_FIND)
@@ -52,7 +54,10 @@ impl Parallelizer {
             .num_threads(parallelism)
             .thread_name(|i| format!("ksched-parallel-{i}"))
             .build()?;
-        Ok(Self { pool: Arc::new(pool), parallelism })
+        Ok(Self {
+            pool: Arc::new(pool),
+            parallelism,
+        })
     }
 
     /// Configured threads.
@@ -83,7 +88,9 @@ impl Parallelizer {
 
 impl std::fmt::Debug for Parallelizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Parallelizer").field("parallelism", &self.parallelism).finish()
+        f.debug_struct("Parallelizer")
+            .field("parallelism", &self.parallelism)
+            .finish()
     }
 }
 

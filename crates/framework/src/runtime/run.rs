@@ -10,8 +10,8 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::{Enabled, Framework};
 use crate::{
-    Code, CycleState, MAX_PERMIT_TIMEOUT, NodeInfo, NodeToStatus, PodInfo, PostFilterResult, PreFilterResult,
-    QueuedPodInfo, Status, WaitingPod,
+    Code, CycleState, MAX_PERMIT_TIMEOUT, NodeInfo, NodeToStatus, PodInfo, PostFilterResult,
+    PreFilterResult, QueuedPodInfo, Status, WaitingPod,
     metrics::{ExtensionPointLabels, PluginLabels},
     pod_priority,
 };
@@ -54,7 +54,9 @@ impl Framework {
     /// Runs PreEnqueue plugins; the first non-success (with its plugin set) gates the pod.
     pub fn run_pre_enqueue_plugins(&self, pod: &Pod) -> Status {
         for e in &self.pre_enqueue {
-            let Some(p) = e.plugin.as_pre_enqueue() else { continue };
+            let Some(p) = e.plugin.as_pre_enqueue() else {
+                continue;
+            };
             let s = p.pre_enqueue(pod);
             if !s.is_success() {
                 return s.with_plugin(e.name());
@@ -66,7 +68,10 @@ impl Framework {
     /// The QueueSort plugin's order.
     #[must_use]
     pub fn less(&self, a: &QueuedPodInfo, b: &QueuedPodInfo) -> bool {
-        self.queue_sort.plugin.as_queue_sort().is_some_and(|q| q.less(a, b))
+        self.queue_sort
+            .plugin
+            .as_queue_sort()
+            .is_some_and(|q| q.less(a, b))
     }
 
     /// Runs PreFilter plugins in order. Skip disables the plugin's Filter; Unschedulable is
@@ -87,7 +92,9 @@ impl Framework {
         let mut first_rejection: Option<Status> = None;
         let mut narrowing = Vec::new();
         for e in &self.pre_filter {
-            let Some(p) = e.plugin.as_pre_filter() else { continue };
+            let Some(p) = e.plugin.as_pre_filter() else {
+                continue;
+            };
             let t = Instant::now();
             let (r, s) = p.pre_filter(state, pod, nodes).await;
             self.observe_plugin(state, e.name(), "PreFilter", &s, t);
@@ -111,8 +118,12 @@ impl Framework {
                     continue;
                 }
                 Code::Error | Code::Wait => {
-                    let s = Status::error(format!("running PreFilter plugin {:?}: {}", e.name(), s.message()))
-                        .with_plugin(e.name());
+                    let s = Status::error(format!(
+                        "running PreFilter plugin {:?}: {}",
+                        e.name(),
+                        s.message()
+                    ))
+                    .with_plugin(e.name());
                     self.observe_point("PreFilter", &s, start);
                     return (None, s, rejectors);
                 }
@@ -129,7 +140,10 @@ impl Framework {
                     let msg = if narrowing.len() == 1 {
                         format!("node(s) didn't satisfy plugin {}", narrowing[0])
                     } else {
-                        format!("node(s) didn't satisfy plugin(s) [{}] simultaneously", narrowing.join(" "))
+                        format!(
+                            "node(s) didn't satisfy plugin(s) [{}] simultaneously",
+                            narrowing.join(" ")
+                        )
                     };
                     rejectors.extend(narrowing.iter().cloned());
                     let s = Status::unresolvable(msg).with_plugin(e.name());
@@ -158,11 +172,21 @@ impl Framework {
             if state.skip_filter_plugins().contains(e.name()) {
                 continue;
             }
-            let Some(ext) = e.plugin.as_pre_filter().and_then(|p| p.pre_filter_extensions()) else { continue };
+            let Some(ext) = e
+                .plugin
+                .as_pre_filter()
+                .and_then(|p| p.pre_filter_extensions())
+            else {
+                continue;
+            };
             let s = ext.add_pod(state, pod_to_schedule, pod_to_add, node);
             if !s.is_success() {
-                return Status::error(format!("running AddPod on PreFilter plugin {:?}: {}", e.name(), s.message()))
-                    .with_plugin(e.name());
+                return Status::error(format!(
+                    "running AddPod on PreFilter plugin {:?}: {}",
+                    e.name(),
+                    s.message()
+                ))
+                .with_plugin(e.name());
             }
         }
         Status::success()
@@ -180,11 +204,21 @@ impl Framework {
             if state.skip_filter_plugins().contains(e.name()) {
                 continue;
             }
-            let Some(ext) = e.plugin.as_pre_filter().and_then(|p| p.pre_filter_extensions()) else { continue };
+            let Some(ext) = e
+                .plugin
+                .as_pre_filter()
+                .and_then(|p| p.pre_filter_extensions())
+            else {
+                continue;
+            };
             let s = ext.remove_pod(state, pod_to_schedule, pod_to_remove, node);
             if !s.is_success() {
-                return Status::error(format!("running RemovePod on PreFilter plugin {:?}: {}", e.name(), s.message()))
-                    .with_plugin(e.name());
+                return Status::error(format!(
+                    "running RemovePod on PreFilter plugin {:?}: {}",
+                    e.name(),
+                    s.message()
+                ))
+                .with_plugin(e.name());
             }
         }
         Status::success()
@@ -197,7 +231,9 @@ impl Framework {
             if state.skip_filter_plugins().contains(e.name()) {
                 continue;
             }
-            let Some(p) = e.plugin.as_filter() else { continue };
+            let Some(p) = e.plugin.as_filter() else {
+                continue;
+            };
             let t = state.should_record_plugin_metrics().then(Instant::now);
             let s = p.filter(state, pod, node);
             if let Some(t) = t {
@@ -207,7 +243,12 @@ impl Framework {
                 if s.is_rejected() {
                     return s.with_plugin(e.name());
                 }
-                return Status::error(format!("running {:?} filter plugin: {}", e.name(), s.message())).with_plugin(e.name());
+                return Status::error(format!(
+                    "running {:?} filter plugin: {}",
+                    e.name(),
+                    s.message()
+                ))
+                .with_plugin(e.name());
             }
         }
         Status::success()
@@ -217,7 +258,12 @@ impl Framework {
     /// `RunFilterPluginsWithNominatedPods`): first with the nominated pods of equal or higher
     /// priority added to a copy of the node, then — if any were added and that passed —
     /// without them, so the pod fits both when they arrive and when they don't.
-    pub fn run_filter_plugins_with_nominated_pods(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Status {
+    pub fn run_filter_plugins_with_nominated_pods(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        node: &NodeInfo,
+    ) -> Status {
         let nominated = self.handle.nominated_pods_for_node(node.node_name());
         if nominated.is_empty() {
             return self.run_filter_plugins(state, pod, node);
@@ -226,7 +272,9 @@ impl Framework {
         let uid = pod.metadata.uid.as_deref();
         let mut with_nominated: Option<(CycleState, NodeInfo)> = None;
         for np in nominated {
-            if pod_priority(np.pod()) < prio || (uid.is_some() && np.pod().metadata.uid.as_deref() == uid) {
+            if pod_priority(np.pod()) < prio
+                || (uid.is_some() && np.pod().metadata.uid.as_deref() == uid)
+            {
                 continue;
             }
             let (st, ni) = with_nominated.get_or_insert_with(|| (state.clone(), node.clone()));
@@ -260,7 +308,9 @@ impl Framework {
         let mut rejector: Option<String> = None;
         let mut result: Option<PostFilterResult> = None;
         for e in &self.post_filter {
-            let Some(p) = e.plugin.as_post_filter() else { continue };
+            let Some(p) = e.plugin.as_post_filter() else {
+                continue;
+            };
             let t = Instant::now();
             let (r, s) = p.post_filter(state, pod, statuses).await;
             self.observe_plugin(state, e.name(), "PostFilter", &s, t);
@@ -278,13 +328,20 @@ impl Framework {
                 Code::Unschedulable => {
                     reasons.extend(s.reasons().iter().cloned());
                     rejector.get_or_insert_with(|| e.name().to_owned());
-                    if r.as_ref().and_then(|r| r.nominating_info.as_ref()).is_some() {
+                    if r.as_ref()
+                        .and_then(|r| r.nominating_info.as_ref())
+                        .is_some()
+                    {
                         result = r;
                     }
                 }
                 _ => {
-                    let s = Status::error(format!("running PostFilter plugin {:?}: {}", e.name(), s.message()))
-                        .with_plugin(e.name());
+                    let s = Status::error(format!(
+                        "running PostFilter plugin {:?}: {}",
+                        e.name(),
+                        s.message()
+                    ))
+                    .with_plugin(e.name());
                     self.observe_point("PostFilter", &s, start);
                     return (None, s);
                 }
@@ -300,19 +357,30 @@ impl Framework {
 
     /// Runs PreScore plugins; Skip disables the plugin's Score, anything else but success is an
     /// error.
-    pub async fn run_pre_score_plugins(&self, state: &mut CycleState, pod: &Pod, nodes: &[Arc<NodeInfo>]) -> Status {
+    pub async fn run_pre_score_plugins(
+        &self,
+        state: &mut CycleState,
+        pod: &Pod,
+        nodes: &[Arc<NodeInfo>],
+    ) -> Status {
         let start = Instant::now();
         let mut skip = HashSet::new();
         for e in &self.pre_score {
-            let Some(p) = e.plugin.as_pre_score() else { continue };
+            let Some(p) = e.plugin.as_pre_score() else {
+                continue;
+            };
             let t = Instant::now();
             let s = p.pre_score(state, pod, nodes).await;
             self.observe_plugin(state, e.name(), "PreScore", &s, t);
             if s.is_skip() {
                 skip.insert(e.name().to_owned());
             } else if !s.is_success() {
-                let s = Status::error(format!("running PreScore plugin {:?}: {}", e.name(), s.message()))
-                    .with_plugin(e.name());
+                let s = Status::error(format!(
+                    "running PreScore plugin {:?}: {}",
+                    e.name(),
+                    s.message()
+                ))
+                .with_plugin(e.name());
                 self.observe_point("PreScore", &s, start);
                 return s;
             }
@@ -324,14 +392,24 @@ impl Framework {
     }
 
     pub(crate) fn active_score_plugins(&self, state: &CycleState) -> Vec<&Enabled> {
-        self.score.iter().filter(|e| !state.skip_score_plugins().contains(e.name())).collect()
+        self.score
+            .iter()
+            .filter(|e| !state.skip_score_plugins().contains(e.name()))
+            .collect()
     }
 
     /// Runs Reserve plugins in order; on failure the caller runs Unreserve.
-    pub async fn run_reserve_plugins_reserve(&self, state: &mut CycleState, pod: &Pod, node_name: &str) -> Status {
+    pub async fn run_reserve_plugins_reserve(
+        &self,
+        state: &mut CycleState,
+        pod: &Pod,
+        node_name: &str,
+    ) -> Status {
         let start = Instant::now();
         for e in &self.reserve {
-            let Some(p) = e.plugin.as_reserve() else { continue };
+            let Some(p) = e.plugin.as_reserve() else {
+                continue;
+            };
             let t = Instant::now();
             let s = p.reserve(state, pod, node_name).await;
             self.observe_plugin(state, e.name(), "Reserve", &s, t);
@@ -339,7 +417,12 @@ impl Framework {
                 let s = if s.is_rejected() {
                     s.with_plugin(e.name())
                 } else {
-                    Status::error(format!("running Reserve plugin {:?}: {}", e.name(), s.message())).with_plugin(e.name())
+                    Status::error(format!(
+                        "running Reserve plugin {:?}: {}",
+                        e.name(),
+                        s.message()
+                    ))
+                    .with_plugin(e.name())
                 };
                 self.observe_point("Reserve", &s, start);
                 return s;
@@ -351,7 +434,12 @@ impl Framework {
     }
 
     /// Runs Unreserve of every Reserve plugin, in reverse order.
-    pub async fn run_reserve_plugins_unreserve(&self, state: &mut CycleState, pod: &Pod, node_name: &str) {
+    pub async fn run_reserve_plugins_unreserve(
+        &self,
+        state: &mut CycleState,
+        pod: &Pod,
+        node_name: &str,
+    ) {
         let start = Instant::now();
         for e in self.reserve.iter().rev() {
             if let Some(p) = e.plugin.as_reserve() {
@@ -366,11 +454,18 @@ impl Framework {
     /// Runs Permit plugins. A rejection stops at once; if any plugin says Wait (and none
     /// rejects) the pod is registered as waiting — with each plugin's timeout capped at 15 min —
     /// and `Wait` is returned: the binding task then calls [`Framework::wait_on_permit`].
-    pub async fn run_permit_plugins(&self, state: &CycleState, pod: &Arc<Pod>, node_name: &str) -> Status {
+    pub async fn run_permit_plugins(
+        &self,
+        state: &CycleState,
+        pod: &Arc<Pod>,
+        node_name: &str,
+    ) -> Status {
         let start = Instant::now();
         let mut waits: HashMap<String, Duration> = HashMap::new();
         for e in &self.permit {
-            let Some(p) = e.plugin.as_permit() else { continue };
+            let Some(p) = e.plugin.as_permit() else {
+                continue;
+            };
             let t = Instant::now();
             let (s, timeout) = p.permit(state, pod, node_name).await;
             self.observe_plugin(state, e.name(), "Permit", &s, t);
@@ -385,8 +480,12 @@ impl Framework {
                     return s;
                 }
                 _ => {
-                    let s = Status::error(format!("running Permit plugin {:?}: {}", e.name(), s.message()))
-                        .with_plugin(e.name());
+                    let s = Status::error(format!(
+                        "running Permit plugin {:?}: {}",
+                        e.name(),
+                        s.message()
+                    ))
+                    .with_plugin(e.name());
                     self.observe_point("Permit", &s, start);
                     return s;
                 }
@@ -395,7 +494,9 @@ impl Framework {
         let s = if waits.is_empty() {
             Status::success()
         } else {
-            self.handle.waiting_pods().add(WaitingPod::new(pod.clone(), waits));
+            self.handle
+                .waiting_pods()
+                .add(WaitingPod::new(pod.clone(), waits));
             Status::wait()
         };
         self.observe_point("Permit", &s, start);
@@ -405,14 +506,21 @@ impl Framework {
     /// Whether the pod waits at Permit.
     #[must_use]
     pub fn will_wait_on_permit(&self, pod: &Pod) -> bool {
-        pod.metadata.uid.as_deref().is_some_and(|u| self.handle.waiting_pods().get(u).is_some())
+        pod.metadata
+            .uid
+            .as_deref()
+            .is_some_and(|u| self.handle.waiting_pods().get(u).is_some())
     }
 
     /// Blocks the binding task until every waiting Permit plugin allowed the pod, one
     /// rejected it, or a timeout fired. Success immediately when the pod does not wait.
     pub async fn wait_on_permit(&self, pod: &Pod) -> Status {
-        let Some(uid) = pod.metadata.uid.as_deref() else { return Status::success() };
-        let Some(wp) = self.handle.waiting_pods().get(uid) else { return Status::success() };
+        let Some(uid) = pod.metadata.uid.as_deref() else {
+            return Status::success();
+        };
+        let Some(wp) = self.handle.waiting_pods().get(uid) else {
+            return Status::success();
+        };
         let s = wp.wait().await;
         self.handle.waiting_pods().remove(uid);
         s
@@ -420,11 +528,18 @@ impl Framework {
 
     /// Runs PreBindPreFlight of every PreBind plugin: Skip puts a plugin's PreBind out of this
     /// pod's binding cycle.
-    pub async fn run_pre_bind_pre_flights(&self, state: &mut CycleState, pod: &Pod, node_name: &str) -> Status {
+    pub async fn run_pre_bind_pre_flights(
+        &self,
+        state: &mut CycleState,
+        pod: &Pod,
+        node_name: &str,
+    ) -> Status {
         let start = Instant::now();
         let mut skip = HashSet::new();
         for e in &self.pre_bind {
-            let Some(p) = e.plugin.as_pre_bind() else { continue };
+            let Some(p) = e.plugin.as_pre_bind() else {
+                continue;
+            };
             let s = p.pre_bind_pre_flight(state, pod, node_name).await;
             match s.code() {
                 Code::Success => {}
@@ -432,8 +547,12 @@ impl Framework {
                     skip.insert(e.name().to_owned());
                 }
                 _ => {
-                    let s = Status::error(format!("running PreBindPreFlight {:?}: {}", e.name(), s.message()))
-                        .with_plugin(e.name());
+                    let s = Status::error(format!(
+                        "running PreBindPreFlight {:?}: {}",
+                        e.name(),
+                        s.message()
+                    ))
+                    .with_plugin(e.name());
                     self.observe_point("PreBindPreFlight", &s, start);
                     return s;
                 }
@@ -446,13 +565,20 @@ impl Framework {
     }
 
     /// Runs PreBind plugins; the first failure fails the binding cycle.
-    pub async fn run_pre_bind_plugins(&self, state: &CycleState, pod: &Pod, node_name: &str) -> Status {
+    pub async fn run_pre_bind_plugins(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        node_name: &str,
+    ) -> Status {
         let start = Instant::now();
         for e in &self.pre_bind {
             if state.skip_pre_bind_plugins().contains(e.name()) {
                 continue;
             }
-            let Some(p) = e.plugin.as_pre_bind() else { continue };
+            let Some(p) = e.plugin.as_pre_bind() else {
+                continue;
+            };
             let t = Instant::now();
             let s = p.pre_bind(state, pod, node_name).await;
             self.observe_plugin(state, e.name(), "PreBind", &s, t);
@@ -460,7 +586,12 @@ impl Framework {
                 let s = if s.is_rejected() {
                     s.with_plugin(e.name())
                 } else {
-                    Status::error(format!("running PreBind plugin {:?}: {}", e.name(), s.message())).with_plugin(e.name())
+                    Status::error(format!(
+                        "running PreBind plugin {:?}: {}",
+                        e.name(),
+                        s.message()
+                    ))
+                    .with_plugin(e.name())
                 };
                 self.observe_point("PreBind", &s, start);
                 return s;
@@ -477,7 +608,9 @@ impl Framework {
         let start = Instant::now();
         let mut status = Status::skip();
         for e in &self.bind {
-            let Some(p) = e.plugin.as_bind() else { continue };
+            let Some(p) = e.plugin.as_bind() else {
+                continue;
+            };
             let t = Instant::now();
             let s = p.bind(state, pod, node_name).await;
             self.observe_plugin(state, e.name(), "Bind", &s, t);
@@ -487,7 +620,12 @@ impl Framework {
             status = if s.is_success() || s.is_rejected() {
                 s.with_plugin(e.name())
             } else {
-                Status::error(format!("running Bind plugin {:?}: {}", e.name(), s.message())).with_plugin(e.name())
+                Status::error(format!(
+                    "running Bind plugin {:?}: {}",
+                    e.name(),
+                    s.message()
+                ))
+                .with_plugin(e.name())
             };
             break;
         }

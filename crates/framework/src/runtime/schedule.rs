@@ -18,8 +18,8 @@ use rayon::prelude::*;
 
 use super::{Framework, num_feasible_nodes_to_find};
 use crate::{
-    Code, CycleState, MAX_NODE_SCORE, MIN_NODE_SCORE, NodeInfo, NodePluginScores, NodeScore, NodeToStatus,
-    PluginScore, Status, pod_key,
+    Code, CycleState, MAX_NODE_SCORE, MIN_NODE_SCORE, NodeInfo, NodePluginScores, NodeScore,
+    NodeToStatus, PluginScore, Status, pod_key,
 };
 
 /// Where a pod should go.
@@ -96,7 +96,10 @@ impl fmt::Display for FitError {
                     *reasons.entry(r).or_default() += self.num_all_nodes - listed;
                 }
             }
-            let mut lines: Vec<String> = reasons.into_iter().map(|(r, n)| format!("{n} {r}")).collect();
+            let mut lines: Vec<String> = reasons
+                .into_iter()
+                .map(|(r, n)| format!("{n} {r}"))
+                .collect();
             lines.sort();
             if !lines.is_empty() {
                 write!(f, " {}.", lines.join(", "))?;
@@ -141,7 +144,11 @@ impl Framework {
     /// # Errors
     /// [`ScheduleError::NoNodesAvailable`], [`ScheduleError::Fit`] with the diagnosis, or
     /// [`ScheduleError::Internal`] when a plugin failed.
-    pub async fn schedule_pod(&self, state: &mut CycleState, pod: &Pod) -> Result<ScheduleResult, ScheduleError> {
+    pub async fn schedule_pod(
+        &self,
+        state: &mut CycleState,
+        pod: &Pod,
+    ) -> Result<ScheduleResult, ScheduleError> {
         let snapshot = self.handle.snapshot();
         let all_nodes = snapshot.list();
         if all_nodes.is_empty() {
@@ -166,13 +173,20 @@ impl Framework {
         }
 
         // A pod that preemption nominated to a node tries that node first.
-        if let Some(nominated) = pod.status.as_ref().and_then(|s| s.nominated_node_name.as_deref())
+        if let Some(nominated) = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.nominated_node_name.as_deref())
             && !nominated.is_empty()
             && let Some(ni) = snapshot.get(nominated)
         {
             let s = self.run_filter_plugins_with_nominated_pods(state, pod, ni);
             if s.is_success() {
-                return Ok(ScheduleResult { suggested_host: nominated.to_owned(), evaluated_nodes: 1, feasible_nodes: 1 });
+                return Ok(ScheduleResult {
+                    suggested_host: nominated.to_owned(),
+                    evaluated_nodes: 1,
+                    feasible_nodes: 1,
+                });
             }
             if s.is_error() {
                 return Err(ScheduleError::Internal(s));
@@ -183,12 +197,16 @@ impl Framework {
         let nodes: &[Arc<NodeInfo>] = match pre_res.as_ref().and_then(|r| r.node_names.as_ref()) {
             None => all_nodes,
             Some(names) => {
-                restricted = names.iter().filter_map(|n| snapshot.get(n).cloned()).collect();
+                restricted = names
+                    .iter()
+                    .filter_map(|n| snapshot.get(n).cloned())
+                    .collect();
                 &restricted
             }
         };
         let filter_start = Instant::now();
-        let feasible = self.find_nodes_that_pass_filters(state, pod, &mut diagnosis, nodes, all_nodes.len());
+        let feasible =
+            self.find_nodes_that_pass_filters(state, pod, &mut diagnosis, nodes, all_nodes.len());
         let feasible = match feasible {
             Ok(f) => {
                 self.observe_point("Filter", &Status::success(), filter_start);
@@ -210,9 +228,17 @@ impl Framework {
                 feasible_nodes: 1,
             });
         }
-        let scores = self.prioritize_nodes(state, pod, &feasible).await.map_err(ScheduleError::Internal)?;
-        let host = select_host(&scores).ok_or_else(|| ScheduleError::Internal(Status::error("empty priority list")))?;
-        Ok(ScheduleResult { suggested_host: host, evaluated_nodes, feasible_nodes: feasible.len() })
+        let scores = self
+            .prioritize_nodes(state, pod, &feasible)
+            .await
+            .map_err(ScheduleError::Internal)?;
+        let host = select_host(&scores)
+            .ok_or_else(|| ScheduleError::Internal(Status::error("empty priority list")))?;
+        Ok(ScheduleResult {
+            suggested_host: host,
+            evaluated_nodes,
+            feasible_nodes: feasible.len(),
+        })
     }
 
     /// Filters `nodes` in parallel from a start index that rotates between cycles, stopping
@@ -239,7 +265,9 @@ impl Framework {
         };
         let start = self.next_start_node_index.load(Ordering::Relaxed) % n;
         if !self.has_filter_plugins() {
-            let feasible: Vec<_> = (0..to_find.min(n)).map(|i| nodes[(start + i) % n].clone()).collect();
+            let feasible: Vec<_> = (0..to_find.min(n))
+                .map(|i| nodes[(start + i) % n].clone())
+                .collect();
             self.advance_start(feasible.len(), num_all_nodes);
             return Ok(feasible);
         }
@@ -269,7 +297,13 @@ impl Framework {
             (0..n).map(check).collect()
         } else {
             let chunk = self.parallelizer.chunk_size(n);
-            self.parallelizer.install(|| (0..n).into_par_iter().with_min_len(chunk).map(check).collect())
+            self.parallelizer.install(|| {
+                (0..n)
+                    .into_par_iter()
+                    .with_min_len(chunk)
+                    .map(check)
+                    .collect()
+            })
         };
         let mut feasible = Vec::with_capacity(to_find.min(n));
         let mut failure = None;
@@ -287,7 +321,10 @@ impl Framework {
                 }
             }
         }
-        self.advance_start(feasible.len() + diagnosis.node_to_status.len(), num_all_nodes);
+        self.advance_start(
+            feasible.len() + diagnosis.node_to_status.len(),
+            num_all_nodes,
+        );
         match failure {
             Some(s) => Err(s),
             None => Ok(feasible),
@@ -299,7 +336,8 @@ impl Framework {
             return;
         }
         let cur = self.next_start_node_index.load(Ordering::Relaxed);
-        self.next_start_node_index.store((cur + processed) % num_all_nodes, Ordering::Relaxed);
+        self.next_start_node_index
+            .store((cur + processed) % num_all_nodes, Ordering::Relaxed);
     }
 
     /// PreScore, Score, NormalizeScore and weights over the feasible nodes. Without Score
@@ -316,7 +354,11 @@ impl Framework {
         if !self.has_score_plugins() {
             return Ok(nodes
                 .iter()
-                .map(|n| NodePluginScores { name: n.node_name().to_owned(), scores: Vec::new(), total_score: 1 })
+                .map(|n| NodePluginScores {
+                    name: n.node_name().to_owned(),
+                    scores: Vec::new(),
+                    total_score: 1,
+                })
                 .collect());
         }
         let s = self.run_pre_score_plugins(state, pod, nodes).await;
@@ -358,7 +400,11 @@ impl Framework {
                         return Err(Status::error(format!(
                             "plugin {:?} failed with: {}",
                             e.name(),
-                            if s.message().is_empty() { s.code().to_string() } else { s.message() }
+                            if s.message().is_empty() {
+                                s.code().to_string()
+                            } else {
+                                s.message()
+                            }
                         ))
                         .with_plugin(e.name()));
                     }
@@ -370,7 +416,13 @@ impl Framework {
             nodes.iter().map(score_node).collect()
         } else {
             let chunk = self.parallelizer.chunk_size(nodes.len());
-            self.parallelizer.install(|| nodes.par_iter().with_min_len(chunk).map(score_node).collect())
+            self.parallelizer.install(|| {
+                nodes
+                    .par_iter()
+                    .with_min_len(chunk)
+                    .map(score_node)
+                    .collect()
+            })
         };
         let per_node = match per_node {
             Ok(v) => v,
@@ -385,22 +437,34 @@ impl Framework {
                 nodes
                     .iter()
                     .zip(&per_node)
-                    .map(|(n, s)| NodeScore { name: n.node_name().to_owned(), score: s[j] })
+                    .map(|(n, s)| NodeScore {
+                        name: n.node_name().to_owned(),
+                        score: s[j],
+                    })
                     .collect()
             })
             .collect();
         for (j, e) in plugins.iter().enumerate() {
-            let Some(p) = e.plugin.as_score() else { continue };
+            let Some(p) = e.plugin.as_score() else {
+                continue;
+            };
             let t = Instant::now();
             let s = p.normalize_score(state, pod, &mut per_plugin[j]);
             self.observe_plugin(state, e.name(), "ScoreExtensionNormalize", &s, t);
             if !s.is_success() {
-                let s = Status::error(format!("running Normalize on Score plugin {:?}: {}", e.name(), s.message()))
-                    .with_plugin(e.name());
+                let s = Status::error(format!(
+                    "running Normalize on Score plugin {:?}: {}",
+                    e.name(),
+                    s.message()
+                ))
+                .with_plugin(e.name());
                 self.observe_point("Score", &s, start);
                 return Err(s);
             }
-            if let Some(bad) = per_plugin[j].iter().find(|ns| !(MIN_NODE_SCORE..=MAX_NODE_SCORE).contains(&ns.score)) {
+            if let Some(bad) = per_plugin[j]
+                .iter()
+                .find(|ns| !(MIN_NODE_SCORE..=MAX_NODE_SCORE).contains(&ns.score))
+            {
                 let s = Status::error(format!(
                     "plugin {:?} returns an invalid score {}, it should in the range of [{MIN_NODE_SCORE}, {MAX_NODE_SCORE}] after normalizing",
                     e.name(),
@@ -418,10 +482,17 @@ impl Framework {
                 let scores: Vec<PluginScore> = plugins
                     .iter()
                     .enumerate()
-                    .map(|(j, e)| PluginScore { name: e.name().to_owned(), score: per_plugin[j][i].score * e.weight })
+                    .map(|(j, e)| PluginScore {
+                        name: e.name().to_owned(),
+                        score: per_plugin[j][i].score * e.weight,
+                    })
                     .collect();
                 let total_score = scores.iter().map(|s| s.score).sum();
-                NodePluginScores { name: n.node_name().to_owned(), scores, total_score }
+                NodePluginScores {
+                    name: n.node_name().to_owned(),
+                    scores,
+                    total_score,
+                }
             })
             .collect();
         self.observe_point("Score", &Status::success(), start);
@@ -430,7 +501,11 @@ impl Framework {
 }
 
 fn fit_error(pod: &Pod, num_all_nodes: usize, diagnosis: Diagnosis) -> ScheduleError {
-    ScheduleError::Fit(Box::new(FitError { pod: pod_key(pod), num_all_nodes, diagnosis }))
+    ScheduleError::Fit(Box::new(FitError {
+        pod: pod_key(pod),
+        num_all_nodes,
+        diagnosis,
+    }))
 }
 
 /// The node with the highest total; among equal totals each is chosen with the same
