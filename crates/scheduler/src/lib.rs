@@ -13,10 +13,12 @@ pub mod events;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod offline;
 mod pod_status;
 mod schedule_one;
 mod scheduler;
 
 pub use error::{Error, Result};
 pub use pod_status::{REASON_SCHEDULER_ERROR, REASON_UNSCHEDULABLE};
+pub use offline::OfflineScheduler;
 pub use scheduler::{Scheduler, SchedulerBuilder};

@@ -78,6 +78,7 @@ pub struct SchedulerBuilder {
     kubeconfig: Option<PathBuf>,
     identity: Option<String>,
     recorder: Option<Arc<dyn EventRecorder>>,
+    clock: Option<Arc<dyn ksched_queue::Clock>>,
 }
 
 impl SchedulerBuilder {
@@ -92,6 +93,7 @@ impl SchedulerBuilder {
             kubeconfig: None,
             identity: None,
             recorder: None,
+            clock: None,
         }
     }
 
@@ -179,6 +181,45 @@ impl SchedulerBuilder {
     /// [`Error::Config`] for an invalid configuration (file, field path, problem),
     /// [`Error::DuplicatePlugin`], [`Error::Client`].
     pub async fn build(mut self) -> Result<Scheduler> {
+        let config = self.load_config()?;
+        let client = match self.client.take() {
+            Some(c) => c,
+            None => {
+                let cc = &config.client_connection;
+                build_client(cc.kubeconfig.as_deref(), cc.qps, cc.burst).await?
+            }
+        };
+        let identity = self.identity.take().unwrap_or_else(default_identity);
+        let recorder: Arc<dyn EventRecorder> = match self.recorder.take() {
+            Some(r) => r,
+            None => Arc::new(KubeEventRecorder::start(client.clone(), "ksched", Some(identity.clone()))),
+        };
+        let inner = self.assemble(&config, Some(client), recorder)?;
+        Ok(Scheduler { inner, config, bind_address: self.bind_address, identity, health: Arc::new(Health::default()) })
+    }
+
+    /// Builds a scheduler without an apiserver: the caller plays the informers and registers
+    /// an in-memory Bind plugin (the simulator does). Same queue, cache, frameworks and
+    /// `schedule_one` as [`SchedulerBuilder::build`].
+    ///
+    /// # Errors
+    /// As [`SchedulerBuilder::build`], minus the client.
+    pub fn build_offline(mut self) -> Result<crate::offline::OfflineScheduler> {
+        let config = self.load_config()?;
+        let recorder = self.recorder.take().unwrap_or_else(|| Arc::new(ksched_framework::NoopRecorder));
+        let inner = self.assemble(&config, None, recorder)?;
+        Ok(crate::offline::OfflineScheduler::new(inner, config))
+    }
+
+    /// The queue's clock (default: the real one). Offline runs use a fake clock to drive
+    /// backoff in simulated time.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn ksched_queue::Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    fn load_config(&mut self) -> Result<SchedulerConfig> {
         if let Some(e) = self.errors.pop() {
             return Err(e);
         }
@@ -196,28 +237,18 @@ impl SchedulerBuilder {
         if let Some(kc) = self.kubeconfig.take() {
             config.client_connection.kubeconfig = Some(kc);
         }
-        let client = match self.client.take() {
-            Some(c) => c,
-            None => {
-                let cc = &config.client_connection;
-                build_client(cc.kubeconfig.as_deref(), cc.qps, cc.burst).await?
-            }
-        };
-        let identity = self.identity.take().unwrap_or_else(default_identity);
-        let recorder: Arc<dyn EventRecorder> = match self.recorder.take() {
-            Some(r) => r,
-            None => Arc::new(KubeEventRecorder::start(
-                client.clone(),
-                "ksched",
-                Some(identity.clone()),
-            )),
-        };
+        Ok(config)
+    }
+
+    fn assemble(
+        &mut self,
+        config: &SchedulerConfig,
+        client: Option<Client>,
+        recorder: Arc<dyn EventRecorder>,
+    ) -> Result<Arc<Inner>> {
         let metrics = SchedulerMetrics::default();
         let parallelizer = Parallelizer::new(config.parallelism).map_err(|e| {
-            Error::Builder(format!(
-                "starting {} Filter/Score threads: {e}",
-                config.parallelism
-            ))
+            Error::Builder(format!("starting {} Filter/Score threads: {e}", config.parallelism))
         })?;
         let options = FrameworkOptions {
             percentage_of_nodes_to_score: config.percentage_of_nodes_to_score,
@@ -227,22 +258,18 @@ impl SchedulerBuilder {
         let mut profiles = HashMap::new();
         let mut queue_config =
             QueueConfig::default().with_backoff(config.pod_initial_backoff, config.pod_max_backoff);
-        queue_config.pod_max_in_unschedulable_pods_duration =
-            config.pod_max_in_unschedulable_pods_duration;
+        queue_config.pod_max_in_unschedulable_pods_duration = config.pod_max_in_unschedulable_pods_duration;
+        if let Some(clock) = self.clock.take() {
+            queue_config = queue_config.with_clock(clock);
+        }
         let mut first: Option<Arc<Framework>> = None;
         for p in &config.profiles {
-            let handle = Arc::new(Handle::new(
-                &p.scheduler_name,
-                Some(client.clone()),
-                recorder.clone(),
-            ));
+            let handle = Arc::new(Handle::new(&p.scheduler_name, client.clone(), recorder.clone()));
             let fw = Framework::new(p, &self.registry, handle, options.clone())
                 .map_err(|e| e.in_file(config.file.clone()))?;
-            queue_config =
-                queue_config.with_pre_enqueue(&p.scheduler_name, fw.pre_enqueue_plugins());
+            queue_config = queue_config.with_pre_enqueue(&p.scheduler_name, fw.pre_enqueue_plugins());
             for (plugin, events) in fw.enqueue_extensions() {
-                queue_config =
-                    queue_config.with_hints(&p.scheduler_name, plugin, events.iter().cloned());
+                queue_config = queue_config.with_hints(&p.scheduler_name, plugin, events.iter().cloned());
             }
             first.get_or_insert_with(|| fw.clone());
             profiles.insert(p.scheduler_name.clone(), fw);
@@ -261,25 +288,18 @@ impl SchedulerBuilder {
             fw.handle().set_nominator(queue.clone());
             fw.handle().set_activator(queue.clone());
         }
-        let inner = Arc::new(Inner {
+        Ok(Arc::new(Inner {
             profiles: Arc::new(profiles),
             queue,
             cache: Arc::new(Cache::new()),
-            client: Some(client),
+            client,
             metrics,
             pods: Arc::new(PodLister::default()),
             snapshot: Mutex::new(Arc::new(Snapshot::default())),
             empty_snapshot: Arc::new(Snapshot::default()),
             bindings: TaskTracker::new(),
             status_updates: StatusUpdates::default(),
-        });
-        Ok(Scheduler {
-            inner,
-            config,
-            bind_address: self.bind_address,
-            identity,
-            health: Arc::new(Health::default()),
-        })
+        }))
     }
 }
 

@@ -273,6 +273,7 @@ impl Framework {
             parallelizer: options.parallelizer,
             next_start_node_index: AtomicUsize::new(0),
             metrics: options.metrics,
+            tie_break: parking_lot::Mutex::new(None),
         });
         handle.set_framework(Arc::downgrade(&fw));
         Ok(fw)

@@ -13,7 +13,7 @@ use std::{
 
 pub use build::FrameworkOptions;
 pub use parallel::{Parallelizer, num_feasible_nodes_to_find};
-pub use schedule::{Diagnosis, FitError, ScheduleError, ScheduleResult, select_host};
+pub use schedule::{Diagnosis, FitError, ScheduleError, ScheduleResult, select_host, select_host_with};
 
 use crate::{ClusterEventWithHint, Handle, Plugin, metrics::FrameworkMetrics};
 
@@ -56,6 +56,7 @@ pub struct Framework {
     parallelizer: Parallelizer,
     next_start_node_index: AtomicUsize,
     metrics: Option<Arc<FrameworkMetrics>>,
+    tie_break: parking_lot::Mutex<Option<rand::rngs::StdRng>>,
 }
 
 impl Framework {
@@ -160,6 +161,13 @@ impl Framework {
     #[must_use]
     pub fn parallelizer(&self) -> &Parallelizer {
         &self.parallelizer
+    }
+
+    /// Makes the tie-break between equally scored nodes draw from a generator seeded with
+    /// `seed` instead of the thread's random source. With `parallelism: 1` this makes a run
+    /// reproducible (the simulator uses it).
+    pub fn set_tie_break_seed(&self, seed: u64) {
+        *self.tie_break.lock() = Some(<rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed));
     }
 
     /// Names of plugins that implement `PreFilterExtensions`.

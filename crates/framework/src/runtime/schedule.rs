@@ -232,7 +232,11 @@ impl Framework {
             .prioritize_nodes(state, pod, &feasible)
             .await
             .map_err(ScheduleError::Internal)?;
-        let host = select_host(&scores)
+        let host = match self.tie_break.lock().as_mut() {
+            Some(rng) => select_host_with(&scores, rng),
+            None => select_host(&scores),
+        };
+        let host = host
             .ok_or_else(|| ScheduleError::Internal(Status::error("empty priority list")))?;
         Ok(ScheduleResult {
             suggested_host: host,
@@ -512,7 +516,12 @@ fn fit_error(pod: &Pod, num_all_nodes: usize, diagnosis: Diagnosis) -> ScheduleE
 /// probability (reservoir sampling), so equal nodes share the load.
 #[must_use]
 pub fn select_host(scores: &[NodePluginScores]) -> Option<String> {
-    let mut rng = rand::rng();
+    select_host_with(scores, &mut rand::rng())
+}
+
+/// [`select_host`] with a given random source (a seeded one makes runs reproducible).
+#[must_use]
+pub fn select_host_with<R: Rng + ?Sized>(scores: &[NodePluginScores], rng: &mut R) -> Option<String> {
     let mut best: Option<&NodePluginScores> = None;
     let mut ties = 0u32;
     for s in scores {
