@@ -1,8 +1,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc::RecvTimeoutError;
-use std::time::Duration;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{ObjectMeta, PostParams};
@@ -73,6 +74,26 @@ pub struct ReadyInfo {
     pub bin_dir: PathBuf,
     /// Seconds from supervisor start to readiness.
     pub startup_seconds: f64,
+    /// How many times kube-apiserver has been restarted in place
+    /// ([`ControlPlane::restart_apiserver`]); `None` from a supervisor built before in-place
+    /// restarts existed (rebuild it with `testenv/build.sh`).
+    #[serde(default)]
+    pub apiserver_restarts: Option<u32>,
+}
+
+/// How [`ControlPlane::restart_apiserver_with`] restarts kube-apiserver.
+///
+/// `Default` is a graceful restart: SIGTERM, wait for it to exit, start again at once.
+#[derive(Clone, Debug, Default)]
+pub struct ApiserverRestart {
+    /// SIGKILL instead of SIGTERM: a crash, no graceful shutdown (open watches and in-flight
+    /// requests are cut, nothing is drained).
+    pub kill: bool,
+    /// Keep the port closed this long before starting again (clients see "connection refused").
+    pub down_for: Duration,
+    /// How long to wait for the restarted kube-apiserver to be ready (default: the stop
+    /// timeout, `down_for`, the readiness timeout and a margin).
+    pub timeout: Option<Duration>,
 }
 
 /// A running etcd + kube-apiserver, supervised by `ksched-testenv up`.
@@ -85,6 +106,12 @@ pub struct ControlPlane {
     info: ReadyInfo,
     supervisor: Supervised,
     sequence: AtomicU32,
+    /// Ready lines after the first (one per in-place kube-apiserver restart).
+    ready: Mutex<Receiver<String>>,
+    /// One restart at a time.
+    restarting: tokio::sync::Mutex<()>,
+    apiserver_pid: AtomicU32,
+    ready_timeout: Duration,
 }
 
 impl ControlPlane {
@@ -194,9 +221,13 @@ impl ControlPlane {
             info.kubeconfig.display()
         );
         Ok(ControlPlane {
+            apiserver_pid: AtomicU32::new(info.apiserver_pid),
             info,
             supervisor,
             sequence: AtomicU32::new(0),
+            ready: Mutex::new(ready),
+            restarting: tokio::sync::Mutex::new(()),
+            ready_timeout,
         })
     }
 
@@ -218,9 +249,103 @@ impl ControlPlane {
         self.supervisor.ensure_running()
     }
 
-    /// The readiness report: URLs, PIDs, certificate and log paths.
+    /// The readiness report at start-up: URLs, PIDs, certificate and log paths. After
+    /// [`ControlPlane::restart_apiserver`], [`ControlPlane::apiserver_pid`] has the new PID.
     pub fn info(&self) -> &ReadyInfo {
         &self.info
+    }
+
+    /// PID of the current kube-apiserver (changes with [`ControlPlane::restart_apiserver`]).
+    pub fn apiserver_pid(&self) -> u32 {
+        self.apiserver_pid.load(Ordering::Relaxed)
+    }
+
+    /// Restarts kube-apiserver in place — same port, same certificates, same etcd (so every
+    /// object survives), same flags — and waits until its `/readyz` answers again. Graceful:
+    /// SIGTERM, wait for the exit, start. Returns the supervisor's new readiness report.
+    ///
+    /// Clients keep working across the restart (same URL, same CA); open watches end and must be
+    /// re-established. On the shared control plane this disturbs every test of the binary: put a
+    /// test that restarts the apiserver in a test binary (`tests/*.rs`) of its own.
+    ///
+    /// Fails if the control plane is not running, if the supervisor is too old to restart in
+    /// place, or if kube-apiserver does not come back (the supervisor then stops everything and
+    /// the error carries its last output).
+    pub async fn restart_apiserver(&self) -> Result<ReadyInfo> {
+        self.restart_apiserver_with(ApiserverRestart::default())
+            .await
+    }
+
+    /// [`ControlPlane::restart_apiserver`] with options: a crash (`kill`) and/or down time.
+    pub async fn restart_apiserver_with(&self, how: ApiserverRestart) -> Result<ReadyInfo> {
+        let _one_at_a_time = self.restarting.lock().await;
+        self.ensure_running()?;
+        if self.info.apiserver_restarts.is_none() {
+            return Err(Error::Startup {
+                message: format!(
+                    "{} predates in-place kube-apiserver restarts; rebuild it with testenv/build.sh",
+                    self.info.bin_dir.join("ksched-testenv").display()
+                ),
+                output: String::new(),
+            });
+        }
+        // Forget ready lines nobody waited for (e.g. a restart by SIGUSR1).
+        while self.lock_ready().try_recv().is_ok() {}
+        let mut command = String::from("restart-apiserver");
+        if how.kill {
+            command.push_str(" kill");
+        }
+        if !how.down_for.is_zero() {
+            command.push_str(&format!(" down={}ms", how.down_for.as_millis()));
+        }
+        let started = Instant::now();
+        self.supervisor.send_line(&command)?;
+        // The supervisor's stop timeout is 15 s.
+        let limit = how.timeout.unwrap_or(
+            Duration::from_secs(15) + how.down_for + self.ready_timeout + Duration::from_secs(10),
+        );
+        let line = loop {
+            let next = self.lock_ready().try_recv();
+            match next {
+                Ok(line) => break line,
+                Err(TryRecvError::Empty) if started.elapsed() < limit => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(TryRecvError::Empty) => {
+                    return Err(Error::Timeout {
+                        what: "kube-apiserver to be ready again after a restart".into(),
+                        timeout: limit,
+                        details: format!(
+                            "\n--- last output of ksched-testenv ---\n{}",
+                            self.supervisor_output(60)
+                        ),
+                    });
+                }
+                Err(TryRecvError::Disconnected) => {
+                    self.supervisor.join_readers();
+                    return Err(Error::NotRunning {
+                        message: "kube-apiserver did not come back after a restart; the control plane stopped".into(),
+                        output: self.supervisor_output(60),
+                    });
+                }
+            }
+        };
+        let info: ReadyInfo = serde_json::from_str(&line).map_err(|e| Error::Startup {
+            message: format!("cannot parse the ready line {line:?}: {e}"),
+            output: self.supervisor_output(60),
+        })?;
+        self.apiserver_pid
+            .store(info.apiserver_pid, Ordering::Relaxed);
+        tracing::info!(
+            "kube-apiserver restarted in {:.1?} (pid {})",
+            started.elapsed(),
+            info.apiserver_pid
+        );
+        Ok(info)
+    }
+
+    fn lock_ready(&self) -> std::sync::MutexGuard<'_, Receiver<String>> {
+        self.ready.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Path of the kubeconfig for the admin identity (`system:masters`).

@@ -36,7 +36,7 @@ mod process;
 mod scheduler;
 
 pub use binaries::{BIN_DIR_ENV, bin_dir, repo_root};
-pub use control_plane::{ControlPlane, ControlPlaneOptions, ReadyInfo};
+pub use control_plane::{ApiserverRestart, ControlPlane, ControlPlaneOptions, ReadyInfo};
 pub use error::{Error, Result};
 pub use namespace::TestNamespace;
 pub use objects::{

@@ -1,7 +1,7 @@
 //! A child process whose stdin we hold (its EOF tells it to stop) and whose output we keep a tail of.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -148,6 +148,22 @@ impl Supervised {
         for r in readers {
             let _ = r.join();
         }
+    }
+
+    /// Writes one line (a control command) to the process's stdin.
+    pub(crate) fn send_line(&self, line: &str) -> Result<()> {
+        let mut guard = self.lock();
+        let stdin = guard
+            .as_mut()
+            .and_then(|child| child.stdin.as_mut())
+            .ok_or_else(|| Error::NotRunning {
+                message: format!("{} is not running (stopped)", self.name),
+                output: self.output.last(60),
+            })?;
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .and_then(|()| stdin.flush())
+            .map_err(Error::io(format!("writing {line:?} to {}", self.name)))
     }
 
     /// Closes stdin (the supervisor then stops its children in order) and waits up to `timeout`

@@ -201,7 +201,18 @@ async fn killed_supervisor_takes_etcd_and_apiserver_down() {
         Duration::from_secs(10),
     )
     .await;
-    let err = cp.ensure_running().expect_err("supervisor was killed");
+    // The children die as the supervisor's main thread exits, a moment before the process can
+    // be reaped: poll briefly.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let err = loop {
+        match cp.ensure_running() {
+            Err(e) => break e,
+            Ok(()) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Ok(()) => panic!("supervisor was killed but still looks alive"),
+        }
+    };
     assert!(matches!(err, Error::NotRunning { .. }), "{err}");
     drop(cp);
     // A SIGKILLed supervisor cannot remove its directory; do it here.

@@ -9,6 +9,8 @@
 // /readyz, writes DIR/kubeconfig and DIR/ready, prints one line
 // "KSCHED_TESTENV_READY <json>" on stdout and blocks. It stops everything on SIGINT/SIGTERM, when a
 // component dies, and (with --watch-stdin) when its stdin reaches EOF or its parent process dies.
+// It restarts kube-apiserver in place on SIGUSR1 or a "restart-apiserver" line on stdin (see
+// control.go) and then prints the ready line again.
 package main
 
 import (
@@ -16,7 +18,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -78,6 +79,8 @@ type readyInfo struct {
 	APIServerLog   string  `json:"apiserver_log"`
 	BinDir         string  `json:"bin_dir"`
 	StartupSeconds float64 `json:"startup_seconds"`
+	// How many times kube-apiserver was restarted in place (restart-apiserver / SIGUSR1).
+	APIServerRestarts int `json:"apiserver_restarts"`
 }
 
 func main() {
@@ -151,12 +154,17 @@ func up(args []string) int {
 		logf("second signal (%v): killing everything now", s)
 		close(forceKill)
 	}()
+	control := make(chan restartRequest, 4)
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	go func() {
+		for range usr1 {
+			control <- restartRequest{source: "SIGUSR1"}
+		}
+	}()
 	if o.watchStdin {
 		ppid := os.Getppid()
-		go func() {
-			_, _ = io.Copy(io.Discard, os.Stdin)
-			cancel(errors.New("stdin reached EOF"))
-		}()
+		go readControl(os.Stdin, control, func() { cancel(errors.New("stdin reached EOF")) })
 		go func() {
 			for range time.Tick(time.Second) {
 				if os.Getppid() != ppid {
@@ -172,6 +180,7 @@ func up(args []string) int {
 		logf("error: %v", err)
 		return 1
 	}
+	env.control = control
 	code := env.run(ctx)
 	env.cleanup()
 	return code
@@ -187,6 +196,9 @@ type env struct {
 	apiserver *proc
 	etcdURL   string
 	apiURL    string
+	apiPort   int
+	control   <-chan restartRequest // in-place kube-apiserver restarts
+	restarts  int
 }
 
 var ownedEntries = []string{"etcd", "pki", "logs", "kubeconfig", "ready", "kube-scheduler", pidFile}
@@ -304,27 +316,41 @@ func (e *env) run(ctx context.Context) int {
 		e.stopAll()
 		return 1
 	}
-	js, _ := json.Marshal(info)
-	if err := writeAtomic(e.path("ready"), append(js, '\n'), 0o644); err != nil {
-		logf("error: writing ready file: %v", err)
+	if err := e.announceReady(&info); err != nil {
+		logf("error: %v", err)
 		e.stopAll()
 		return 1
 	}
-	fmt.Printf("%s%s\n", readyPrefix, js)
 	logf("control plane ready in %.1fs: kube-apiserver %s (pid %d), etcd %s (pid %d)",
 		info.StartupSeconds, e.apiURL, info.APIServerPID, e.etcdURL, info.EtcdPID)
 	logf("export KUBECONFIG=%s", info.Kubeconfig)
 
-	code := 0
-	select {
-	case <-ctx.Done():
-		logf("stopping: %v", context.Cause(ctx))
-	case <-e.etcd.done:
-		logf("error: etcd died unexpectedly (%s)\n%s", e.etcd.exitDescription(), e.etcd.tail(30))
-		code = 1
-	case <-e.apiserver.done:
-		logf("error: kube-apiserver died unexpectedly (%s)\n%s", e.apiserver.exitDescription(), e.apiserver.tail(30))
-		code = 1
+	code := -1
+	for code < 0 {
+		select {
+		case <-ctx.Done():
+			logf("stopping: %v", context.Cause(ctx))
+			code = 0
+		case <-e.etcd.done:
+			logf("error: etcd died unexpectedly (%s)\n%s", e.etcd.exitDescription(), e.etcd.tail(30))
+			code = 1
+		case <-e.apiserver.done:
+			logf("error: kube-apiserver died unexpectedly (%s)\n%s", e.apiserver.exitDescription(), e.apiserver.tail(30))
+			code = 1
+		case req := <-e.control:
+			if err := e.restartAPIServer(ctx, req); err != nil {
+				if ctx.Err() != nil {
+					logf("stopping: %v", context.Cause(ctx))
+					code = 0
+				} else {
+					logf("error: restarting kube-apiserver: %v", err)
+					code = 1
+				}
+			} else if err := e.announceReady(&info); err != nil {
+				logf("error: %v", err)
+				code = 1
+			}
+		}
 	}
 	_ = os.Remove(e.path("ready"))
 	e.stopAll()
@@ -446,6 +472,7 @@ func (e *env) startEtcd(ctx context.Context, clientPort, peerPort int) error {
 
 func (e *env) startAPIServer(ctx context.Context, port int) error {
 	e.apiURL = fmt.Sprintf("https://127.0.0.1:%d", port)
+	e.apiPort = port
 	certDir := e.path("pki", "apiserver-generated")
 	args := []string{
 		"--etcd-servers=" + e.etcdURL,
