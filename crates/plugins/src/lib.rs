@@ -14,6 +14,7 @@ pub mod node_ports;
 pub mod node_resources_balanced_allocation;
 pub mod node_resources_fit;
 pub mod node_unschedulable;
+pub mod pod_topology_spread;
 pub mod priority_sort;
 pub mod resource_allocation;
 pub mod scheduling_gates;
@@ -43,7 +44,7 @@ type Factory = fn(&PluginArgs, &Arc<Handle>) -> Result<Arc<dyn Plugin>, PluginEr
 #[must_use]
 pub fn in_tree_registry() -> Registry {
     let mut r = Registry::new();
-    let entries: [(&str, Factory); 13] = [
+    let entries: [(&str, Factory); 14] = [
         (names::PRIORITY_SORT, priority_sort::new),
         (names::SCHEDULING_GATES, scheduling_gates::new),
         (names::DEFAULT_BINDER, default_binder::new),
@@ -58,6 +59,7 @@ pub fn in_tree_registry() -> Registry {
             node_resources_balanced_allocation::new,
         ),
         (names::IMAGE_LOCALITY, image_locality::new),
+        (names::POD_TOPOLOGY_SPREAD, pod_topology_spread::new),
         (names::VOLUME_BINDING, volume_binding::new),
         (names::DYNAMIC_RESOURCES, dynamic_resources::new),
     ];
@@ -93,6 +95,7 @@ pub fn default_plugins() -> Plugins {
         PluginRef::new(names::NODE_VOLUME_LIMITS),
         PluginRef::new(names::VOLUME_BINDING),
         PluginRef::new(names::VOLUME_ZONE),
+        PluginRef::weighted(names::POD_TOPOLOGY_SPREAD, 2),
         PluginRef::new(names::DYNAMIC_RESOURCES),
         PluginRef::weighted(names::NODE_RESOURCES_BALANCED_ALLOCATION, 1),
         PluginRef::weighted(names::IMAGE_LOCALITY, 1),
