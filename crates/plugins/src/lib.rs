@@ -7,6 +7,7 @@ pub mod default_binder;
 pub mod dynamic_resources;
 pub mod helper;
 pub mod image_locality;
+pub mod inter_pod_affinity;
 pub mod names;
 pub mod node_affinity;
 pub mod node_name;
@@ -44,7 +45,7 @@ type Factory = fn(&PluginArgs, &Arc<Handle>) -> Result<Arc<dyn Plugin>, PluginEr
 #[must_use]
 pub fn in_tree_registry() -> Registry {
     let mut r = Registry::new();
-    let entries: [(&str, Factory); 14] = [
+    let entries: [(&str, Factory); 15] = [
         (names::PRIORITY_SORT, priority_sort::new),
         (names::SCHEDULING_GATES, scheduling_gates::new),
         (names::DEFAULT_BINDER, default_binder::new),
@@ -60,6 +61,7 @@ pub fn in_tree_registry() -> Registry {
         ),
         (names::IMAGE_LOCALITY, image_locality::new),
         (names::POD_TOPOLOGY_SPREAD, pod_topology_spread::new),
+        (names::INTER_POD_AFFINITY, inter_pod_affinity::new),
         (names::VOLUME_BINDING, volume_binding::new),
         (names::DYNAMIC_RESOURCES, dynamic_resources::new),
     ];
@@ -96,6 +98,7 @@ pub fn default_plugins() -> Plugins {
         PluginRef::new(names::VOLUME_BINDING),
         PluginRef::new(names::VOLUME_ZONE),
         PluginRef::weighted(names::POD_TOPOLOGY_SPREAD, 2),
+        PluginRef::weighted(names::INTER_POD_AFFINITY, 2),
         PluginRef::new(names::DYNAMIC_RESOURCES),
         PluginRef::weighted(names::NODE_RESOURCES_BALANCED_ALLOCATION, 1),
         PluginRef::weighted(names::IMAGE_LOCALITY, 1),
