@@ -19,6 +19,6 @@ mod schedule_one;
 mod scheduler;
 
 pub use error::{Error, Result};
-pub use pod_status::{REASON_SCHEDULER_ERROR, REASON_UNSCHEDULABLE};
 pub use offline::OfflineScheduler;
+pub use pod_status::{REASON_SCHEDULER_ERROR, REASON_UNSCHEDULABLE};
 pub use scheduler::{Scheduler, SchedulerBuilder};

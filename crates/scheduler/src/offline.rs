@@ -28,7 +28,11 @@ impl OfflineScheduler {
             profiles: inner.profiles.clone(),
             pods: inner.pods.clone(),
         };
-        Self { inner, handlers, config }
+        Self {
+            inner,
+            handlers,
+            config,
+        }
     }
 
     /// The validated configuration.

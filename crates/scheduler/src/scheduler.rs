@@ -192,10 +192,20 @@ impl SchedulerBuilder {
         let identity = self.identity.take().unwrap_or_else(default_identity);
         let recorder: Arc<dyn EventRecorder> = match self.recorder.take() {
             Some(r) => r,
-            None => Arc::new(KubeEventRecorder::start(client.clone(), "ksched", Some(identity.clone()))),
+            None => Arc::new(KubeEventRecorder::start(
+                client.clone(),
+                "ksched",
+                Some(identity.clone()),
+            )),
         };
         let inner = self.assemble(&config, Some(client), recorder)?;
-        Ok(Scheduler { inner, config, bind_address: self.bind_address, identity, health: Arc::new(Health::default()) })
+        Ok(Scheduler {
+            inner,
+            config,
+            bind_address: self.bind_address,
+            identity,
+            health: Arc::new(Health::default()),
+        })
     }
 
     /// Builds a scheduler without an apiserver: the caller plays the informers and registers
@@ -206,7 +216,10 @@ impl SchedulerBuilder {
     /// As [`SchedulerBuilder::build`], minus the client.
     pub fn build_offline(mut self) -> Result<crate::offline::OfflineScheduler> {
         let config = self.load_config()?;
-        let recorder = self.recorder.take().unwrap_or_else(|| Arc::new(ksched_framework::NoopRecorder));
+        let recorder = self
+            .recorder
+            .take()
+            .unwrap_or_else(|| Arc::new(ksched_framework::NoopRecorder));
         let inner = self.assemble(&config, None, recorder)?;
         Ok(crate::offline::OfflineScheduler::new(inner, config))
     }
@@ -248,7 +261,10 @@ impl SchedulerBuilder {
     ) -> Result<Arc<Inner>> {
         let metrics = SchedulerMetrics::default();
         let parallelizer = Parallelizer::new(config.parallelism).map_err(|e| {
-            Error::Builder(format!("starting {} Filter/Score threads: {e}", config.parallelism))
+            Error::Builder(format!(
+                "starting {} Filter/Score threads: {e}",
+                config.parallelism
+            ))
         })?;
         let options = FrameworkOptions {
             percentage_of_nodes_to_score: config.percentage_of_nodes_to_score,
@@ -258,18 +274,25 @@ impl SchedulerBuilder {
         let mut profiles = HashMap::new();
         let mut queue_config =
             QueueConfig::default().with_backoff(config.pod_initial_backoff, config.pod_max_backoff);
-        queue_config.pod_max_in_unschedulable_pods_duration = config.pod_max_in_unschedulable_pods_duration;
+        queue_config.pod_max_in_unschedulable_pods_duration =
+            config.pod_max_in_unschedulable_pods_duration;
         if let Some(clock) = self.clock.take() {
             queue_config = queue_config.with_clock(clock);
         }
         let mut first: Option<Arc<Framework>> = None;
         for p in &config.profiles {
-            let handle = Arc::new(Handle::new(&p.scheduler_name, client.clone(), recorder.clone()));
+            let handle = Arc::new(Handle::new(
+                &p.scheduler_name,
+                client.clone(),
+                recorder.clone(),
+            ));
             let fw = Framework::new(p, &self.registry, handle, options.clone())
                 .map_err(|e| e.in_file(config.file.clone()))?;
-            queue_config = queue_config.with_pre_enqueue(&p.scheduler_name, fw.pre_enqueue_plugins());
+            queue_config =
+                queue_config.with_pre_enqueue(&p.scheduler_name, fw.pre_enqueue_plugins());
             for (plugin, events) in fw.enqueue_extensions() {
-                queue_config = queue_config.with_hints(&p.scheduler_name, plugin, events.iter().cloned());
+                queue_config =
+                    queue_config.with_hints(&p.scheduler_name, plugin, events.iter().cloned());
             }
             first.get_or_insert_with(|| fw.clone());
             profiles.insert(p.scheduler_name.clone(), fw);

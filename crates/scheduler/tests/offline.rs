@@ -27,7 +27,10 @@ impl Plugin for MemoryBinder {
 #[async_trait]
 impl BindPlugin for MemoryBinder {
     async fn bind(&self, _: &CycleState, pod: &Pod, node: &str) -> Status {
-        self.0.lock().push((pod.metadata.name.clone().unwrap_or_default(), node.to_owned()));
+        self.0.lock().push((
+            pod.metadata.name.clone().unwrap_or_default(),
+            node.to_owned(),
+        ));
         Status::success()
     }
 }
@@ -36,7 +39,13 @@ fn node(name: &str) -> Arc<Node> {
     let mut n = Node::default();
     n.metadata.name = Some(name.into());
     n.status = Some(NodeStatus {
-        allocatable: Some([("cpu".to_owned(), Quantity("4".into())), ("pods".to_owned(), Quantity("110".into()))].into()),
+        allocatable: Some(
+            [
+                ("cpu".to_owned(), Quantity("4".into())),
+                ("pods".to_owned(), Quantity("110".into())),
+            ]
+            .into(),
+        ),
         ..NodeStatus::default()
     });
     Arc::new(n)
@@ -47,7 +56,10 @@ fn pod(name: &str) -> Arc<Pod> {
     p.metadata.name = Some(name.into());
     p.metadata.namespace = Some("default".into());
     p.metadata.uid = Some(format!("uid-{name}"));
-    p.spec = Some(PodSpec { scheduler_name: Some("sim".into()), ..PodSpec::default() });
+    p.spec = Some(PodSpec {
+        scheduler_name: Some("sim".into()),
+        ..PodSpec::default()
+    });
     Arc::new(p)
 }
 
@@ -82,7 +94,11 @@ async fn schedules_and_binds_in_memory() {
     // Report the bindings back, as the informer would: the queue forgets them, the cache
     // confirms them.
     for (name, node) in &bound {
-        let old = pods.iter().find(|p| p.metadata.name.as_deref() == Some(name)).unwrap().clone();
+        let old = pods
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(name))
+            .unwrap()
+            .clone();
         let mut new = (*old).clone();
         new.spec.as_mut().unwrap().node_name = Some(node.clone());
         sched.apply_pod(Some(old), Arc::new(new));
