@@ -4,6 +4,7 @@
 //! profile (`multiPoint` in upstream's order with upstream's weights) as its default plugins.
 
 pub mod default_binder;
+pub mod default_preemption;
 pub mod dynamic_resources;
 pub mod helper;
 pub mod image_locality;
@@ -45,7 +46,7 @@ type Factory = fn(&PluginArgs, &Arc<Handle>) -> Result<Arc<dyn Plugin>, PluginEr
 #[must_use]
 pub fn in_tree_registry() -> Registry {
     let mut r = Registry::new();
-    let entries: [(&str, Factory); 15] = [
+    let entries: [(&str, Factory); 16] = [
         (names::PRIORITY_SORT, priority_sort::new),
         (names::SCHEDULING_GATES, scheduling_gates::new),
         (names::DEFAULT_BINDER, default_binder::new),
@@ -62,6 +63,7 @@ pub fn in_tree_registry() -> Registry {
         (names::IMAGE_LOCALITY, image_locality::new),
         (names::POD_TOPOLOGY_SPREAD, pod_topology_spread::new),
         (names::INTER_POD_AFFINITY, inter_pod_affinity::new),
+        (names::DEFAULT_PREEMPTION, default_preemption::new),
         (names::VOLUME_BINDING, volume_binding::new),
         (names::DYNAMIC_RESOURCES, dynamic_resources::new),
     ];
@@ -100,6 +102,7 @@ pub fn default_plugins() -> Plugins {
         PluginRef::weighted(names::POD_TOPOLOGY_SPREAD, 2),
         PluginRef::weighted(names::INTER_POD_AFFINITY, 2),
         PluginRef::new(names::DYNAMIC_RESOURCES),
+        PluginRef::new(names::DEFAULT_PREEMPTION),
         PluginRef::weighted(names::NODE_RESOURCES_BALANCED_ALLOCATION, 1),
         PluginRef::weighted(names::IMAGE_LOCALITY, 1),
         PluginRef::new(names::DEFAULT_BINDER),
