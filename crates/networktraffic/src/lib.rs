@@ -68,7 +68,7 @@ pub use args::NetworkTrafficArgs;
 pub use compensation::EXPECTED_BANDWIDTH_ANNOTATION;
 pub use error::Error;
 pub use metrics::{NetworkTrafficMetrics, register as register_metrics};
-pub use plugin::NetworkTraffic;
+pub use plugin::{NetworkTraffic, ReserveClock};
 pub use refresher::RefreshSummary;
 pub use snapshot::{NodeTraffic, TrafficSnapshot};
 

@@ -31,12 +31,17 @@ pub(crate) struct Shared {
     pub(crate) reservations: ArcSwap<Reservations>,
 }
 
+/// Unix seconds, as Reserve stamps reservations (see [`NetworkTraffic::with_clock`]).
+pub type ReserveClock = Arc<dyn Fn() -> f64 + Send + Sync>;
+
 /// Prefers nodes with less network traffic. See the crate docs.
 pub struct NetworkTraffic {
     config: Arc<Config>,
     shared: Arc<Shared>,
     refresher: Option<Arc<Refresher>>,
     stop: CancellationToken,
+    /// `None`: the system clock.
+    clock: Option<ReserveClock>,
 }
 
 impl std::fmt::Debug for NetworkTraffic {
@@ -88,6 +93,7 @@ impl NetworkTraffic {
             shared,
             refresher: Some(refresher),
             stop,
+            clock: None,
         })
     }
 
@@ -102,7 +108,17 @@ impl NetworkTraffic {
             shared: Arc::new(Shared::default()),
             refresher: None,
             stop: CancellationToken::new(),
+            clock: None,
         })
+    }
+
+    /// Stamps reservations with `clock` (unix seconds) instead of the system clock, so that a
+    /// plugin fed through [`NetworkTraffic::install_snapshot`] with snapshots evaluated in
+    /// simulated time ages its reservations in that same time (the simulator does).
+    #[must_use]
+    pub fn with_clock(mut self, clock: ReserveClock) -> Self {
+        self.clock = Some(clock);
+        self
     }
 
     /// The validated configuration.
@@ -262,7 +278,8 @@ impl FilterPlugin for NetworkTraffic {
 #[async_trait]
 impl ReservePlugin for NetworkTraffic {
     async fn reserve(&self, _state: &mut CycleState, pod: &Pod, node_name: &str) -> Status {
-        self.reserve_at(pod, node_name, unix_now());
+        let now = self.clock.as_ref().map_or_else(unix_now, |c| c());
+        self.reserve_at(pod, node_name, now);
         Status::success()
     }
 
@@ -451,6 +468,30 @@ mod tests {
             now as i64 + 61,
         ));
         assert_eq!(scores(&p, &nodes), [100, 100, 100]);
+    }
+
+    #[tokio::test]
+    async fn reserve_clock_stamps_reservations_in_its_own_time() {
+        let t = Arc::new(parking_lot::Mutex::new(5000.0));
+        let clock = t.clone();
+        let p = plugin(json!({"rateWindow": "60s"})).with_clock(Arc::new(move || *clock.lock()));
+        p.install_snapshot(TrafficSnapshot::from_rates([("a", 0.0), ("b", 0.0)], 4990));
+        let nodes = [node("a", None), node("b", None)];
+        let mut state = CycleState::new();
+        assert!(
+            p.reserve(&mut state, &pod("p", Some("1M")), "a")
+                .await
+                .is_success()
+        );
+        assert_eq!(
+            scores(&p, &nodes),
+            [0, 100],
+            "reserved at 5000, snapshot from 4990: fully pending"
+        );
+        // Half a window after the reservation in the clock's time: half of it is still pending.
+        *t.lock() = 5030.0;
+        p.install_snapshot(TrafficSnapshot::from_rates([("a", 0.0), ("b", 0.0)], 5030));
+        assert_eq!(p.node_load(&nodes[0]).map(|l| l.pending), Some(0.5e6));
     }
 
     #[test]
