@@ -6,7 +6,7 @@
 
 use std::{fmt, sync::Arc};
 
-use ksched_framework::{QueuedPodInfo, pod_priority};
+use ksched_framework::QueuedPodInfo;
 
 use crate::{
     heap::{Heap, Slotted},
@@ -49,7 +49,7 @@ pub(crate) struct SortKey {
 impl SortKey {
     pub(crate) fn of(slot: Slot, entry: &Entry, timestamp: u64) -> Self {
         Self {
-            priority: pod_priority(entry.info.pod()),
+            priority: entry.priority,
             slot,
             timestamp,
             seq: entry.seq,

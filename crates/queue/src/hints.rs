@@ -21,10 +21,10 @@ pub(crate) type ProfileId = u16;
 
 /// A profile's plugins that register events, as bits.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct PluginMask(u128);
+pub(crate) struct PluginMask(u64);
 
 impl PluginMask {
-    pub(crate) const CAPACITY: usize = 128;
+    pub(crate) const CAPACITY: usize = 64;
 
     fn insert(&mut self, id: u16) {
         self.0 |= 1 << id;
@@ -158,6 +158,9 @@ impl Profile {
 pub(crate) struct Profiles {
     list: Vec<Profile>,
     by_name: HashMap<String, ProfileId>,
+    /// The name of the only profile, when there is exactly one (the common case): a string
+    /// comparison instead of a hash lookup on every add.
+    only: Option<String>,
 }
 
 impl Profiles {
@@ -183,7 +186,16 @@ impl Profiles {
             by_name.insert(name, list.len() as ProfileId);
             list.push(profile);
         }
-        Ok(Self { list, by_name })
+        let only = if by_name.len() == 1 {
+            by_name.keys().next().cloned()
+        } else {
+            None
+        };
+        Ok(Self {
+            list,
+            by_name,
+            only,
+        })
     }
 
     /// The profile of `pod`: its `spec.schedulerName`, `default-scheduler` when unset.
@@ -193,10 +205,12 @@ impl Profiles {
             .as_ref()
             .and_then(|s| s.scheduler_name.as_deref())
             .filter(|n| !n.is_empty());
-        self.by_name
-            .get(name.unwrap_or(DEFAULT_SCHEDULER_NAME))
-            .copied()
-            .unwrap_or(Self::UNKNOWN)
+        let name = name.unwrap_or(DEFAULT_SCHEDULER_NAME);
+        match &self.only {
+            Some(only) if only == name => 0,
+            Some(_) => Self::UNKNOWN,
+            None => self.by_name.get(name).copied().unwrap_or(Self::UNKNOWN),
+        }
     }
 
     pub(crate) fn get(&self, id: ProfileId) -> Option<&Profile> {

@@ -8,13 +8,9 @@
 //! rejector plugins. When the oldest in-flight pod is done, the events before the next pod's
 //! mark concern nobody any more and are dropped, so the log only spans the in-flight window.
 
-use std::{
-    borrow::Borrow,
-    collections::{HashMap, VecDeque},
-    hash::{Hash, Hasher},
-    sync::Arc,
-};
+use std::{collections::VecDeque, sync::Arc};
 
+use hashbrown::HashTable;
 use ksched_framework::{ClusterEvent, ClusterObject, PodInfo};
 
 /// An event as recorded for in-flight pods.
@@ -34,41 +30,23 @@ enum Item {
     Event(RecordedEvent),
 }
 
-/// The index key: the pod's UID, borrowed from its `PodInfo`.
-#[derive(Debug, Clone)]
-struct UidRef(Arc<PodInfo>);
-
-impl UidRef {
-    fn uid(&self) -> &str {
-        self.0.pod().metadata.uid.as_deref().unwrap_or_default()
-    }
+/// An in-flight pod: its UID hash (taken when it was queued), the pod and its mark, the
+/// absolute index of its `Item::Pod` in the log.
+#[derive(Debug)]
+struct Record {
+    uid_hash: u64,
+    pod: Arc<PodInfo>,
+    mark: u64,
 }
 
-impl Hash for UidRef {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.uid().hash(state);
-    }
-}
-
-impl PartialEq for UidRef {
-    fn eq(&self, other: &Self) -> bool {
-        self.uid() == other.uid()
-    }
-}
-
-impl Eq for UidRef {}
-
-impl Borrow<str> for UidRef {
-    fn borrow(&self) -> &str {
-        self.uid()
-    }
+fn uid(pod: &PodInfo) -> &str {
+    pod.pod().metadata.uid.as_deref().unwrap_or_default()
 }
 
 /// In-flight pods by UID, and the event log.
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
-    /// Each pod's mark: the absolute index of its `Item::Pod` in the log.
-    pods: HashMap<UidRef, u64>,
+    pods: HashTable<Record>,
     log: VecDeque<Item>,
     /// Absolute index of `log[0]`.
     base: u64,
@@ -87,17 +65,29 @@ impl InFlight {
             .count()
     }
 
-    pub(crate) fn contains(&self, uid: &str) -> bool {
-        self.pods.contains_key(uid)
+    fn find(&self, uid_: &str, hash: u64) -> Option<&Record> {
+        self.pods.find(hash, |r| uid(&r.pod) == uid_)
     }
 
-    /// Marks `pod` in flight; `false` if it already is.
-    pub(crate) fn start(&mut self, pod: Arc<PodInfo>) -> bool {
+    /// Whether the pod with UID `uid` (hashed `hash`) is in flight.
+    pub(crate) fn contains(&self, uid: &str, hash: u64) -> bool {
+        self.find(uid, hash).is_some()
+    }
+
+    /// Marks `pod` (UID hashed `uid_hash`) in flight; `false` if it already is.
+    pub(crate) fn start(&mut self, pod: Arc<PodInfo>, uid_hash: u64) -> bool {
         let mark = self.base + self.log.len() as u64;
-        match self.pods.entry(UidRef(pod)) {
-            std::collections::hash_map::Entry::Occupied(_) => false,
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(mark);
+        match self
+            .pods
+            .entry(uid_hash, |r| uid(&r.pod) == uid(&pod), |r| r.uid_hash)
+        {
+            hashbrown::hash_table::Entry::Occupied(_) => false,
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                v.insert(Record {
+                    uid_hash,
+                    pod,
+                    mark,
+                });
                 self.log.push_back(Item::Pod { live: true });
                 true
             }
@@ -106,11 +96,12 @@ impl InFlight {
 
     /// Ends the flight of `uid` (no-op when not in flight) and drops the events nobody can
     /// need any more.
-    pub(crate) fn done(&mut self, uid: &str) {
-        let Some(mark) = self.pods.remove(uid) else {
+    pub(crate) fn done(&mut self, uid_: &str, hash: u64) {
+        let Ok(found) = self.pods.find_entry(hash, |r| uid(&r.pod) == uid_) else {
             return;
         };
-        if let Some(Item::Pod { live }) = self.log.get_mut((mark - self.base) as usize) {
+        let (record, _) = found.remove();
+        if let Some(Item::Pod { live }) = self.log.get_mut((record.mark - self.base) as usize) {
             *live = false;
         }
         while matches!(
@@ -141,9 +132,12 @@ impl InFlight {
     }
 
     /// The events recorded since `uid` was popped; `None` if it is not in flight.
-    pub(crate) fn events_since(&self, uid: &str) -> Option<impl Iterator<Item = &RecordedEvent>> {
-        let mark = *self.pods.get(uid)?;
-        let start = (mark - self.base) as usize + 1;
+    pub(crate) fn events_since(
+        &self,
+        uid: &str,
+        hash: u64,
+    ) -> Option<impl Iterator<Item = &RecordedEvent>> {
+        let start = (self.find(uid, hash)?.mark - self.base) as usize + 1;
         Some(self.log.range(start..).filter_map(|i| match i {
             Item::Event(e) => Some(e),
             Item::Pod { .. } => None,
@@ -151,7 +145,7 @@ impl InFlight {
     }
 
     pub(crate) fn pods(&self) -> impl Iterator<Item = &Arc<PodInfo>> {
-        self.pods.keys().map(|k| &k.0)
+        self.pods.iter().map(|r| &r.pod)
     }
 
     /// Ends every flight (the queue is closing).
@@ -176,8 +170,13 @@ mod tests {
         Arc::new(PodInfo::new(Arc::new(p)))
     }
 
+    fn h(uid: &str) -> u64 {
+        // Any hash will do; a poor one exercises the equality checks.
+        uid.len() as u64
+    }
+
     fn labels(f: &InFlight, uid: &str) -> Vec<String> {
-        f.events_since(uid)
+        f.events_since(uid, h(uid))
             .map(|e| e.map(|e| e.event.label().into_owned()).collect())
             .unwrap_or_default()
     }
@@ -189,25 +188,25 @@ mod tests {
             !f.record(&well_known::NODE_ADD, None, None),
             "nobody in flight"
         );
-        assert!(f.start(pod("a")));
-        assert!(!f.start(pod("a")));
+        assert!(f.start(pod("a"), h("a")));
+        assert!(!f.start(pod("a"), h("a")));
         f.record(&well_known::NODE_ADD, None, None);
-        assert!(f.start(pod("b")));
+        assert!(f.start(pod("b"), h("b")));
         f.record(&well_known::NODE_DELETE, None, None);
         assert_eq!(labels(&f, "a"), ["NodeAdd", "NodeDelete"]);
         assert_eq!(labels(&f, "b"), ["NodeDelete"]);
 
         // b finishing first prunes nothing: a still needs both events.
-        f.done("b");
+        f.done("b", h("b"));
         assert_eq!(f.events_len(), 2);
         assert_eq!(labels(&f, "a"), ["NodeAdd", "NodeDelete"]);
-        f.done("a");
+        f.done("a", h("a"));
         assert_eq!((f.len(), f.events_len(), f.log.len()), (0, 0, 0));
-        f.done("a");
+        f.done("a", h("a"));
 
-        assert!(f.start(pod("c")));
+        assert!(f.start(pod("c"), h("c")));
         assert_eq!(labels(&f, "c"), Vec::<String>::new());
         f.clear();
-        assert!(f.events_since("c").is_none());
+        assert!(f.events_since("c", h("c")).is_none());
     }
 }

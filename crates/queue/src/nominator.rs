@@ -99,12 +99,19 @@ impl Nominator {
     /// Nominates `pod` to `node`, or to its `status.nominatedNodeName` when `node` is `None`;
     /// an empty name clears the nomination.
     pub(crate) fn add(&self, pod: Arc<PodInfo>, node: Option<String>) {
-        if node.is_none() && nominated_node_name(pod.pod()).is_none() && self.is_empty() {
-            return;
-        }
         let mut inner = self.inner.write();
         inner.add(pod, node);
         self.count.store(inner.node_of.len(), Ordering::Release);
+    }
+
+    /// [`Nominator::add`] with the pod's own `status.nominatedNodeName`, as for every pod
+    /// added or updated: nothing to do, and no reference taken, in the usual case where the
+    /// pod names no node and nothing is nominated.
+    pub(crate) fn follow(&self, pod: &Arc<PodInfo>) {
+        if nominated_node_name(pod.pod()).is_none() && self.is_empty() {
+            return;
+        }
+        self.add(Arc::clone(pod), None);
     }
 
     /// Swaps in a newer version of a pod, keeping an in-memory nomination that neither

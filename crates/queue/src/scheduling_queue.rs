@@ -9,6 +9,7 @@
 
 use std::{
     collections::HashMap,
+    hash::{BuildHasher, RandomState},
     pin::pin,
     sync::{
         Arc, Weak,
@@ -20,7 +21,7 @@ use std::{
 use k8s_openapi::api::core::v1::Pod;
 use ksched_framework::{
     ActionType, ClusterEvent, ClusterObject, EventResource, PodActivator, PodInfo, PodNominator,
-    QueuedPodInfo, events::well_known,
+    QueuedPodInfo, events::well_known, pod_priority,
 };
 use parking_lot::Mutex;
 use tokio::{sync::Notify, task::JoinHandle, time::MissedTickBehavior};
@@ -112,6 +113,9 @@ pub struct PriorityQueue {
 
 /// What the queue is configured with; read-only, so it lives outside the mutex.
 struct Ctx {
+    /// Hashes pod keys and UIDs for the store's index and the in-flight table (keyed, as
+    /// std's maps: pod names are chosen by users).
+    hasher: RandomState,
     clock: Arc<dyn Clock>,
     timeline: Timeline,
     order: Order,
@@ -158,56 +162,78 @@ fn queue_of(place: Place) -> QueueName {
     }
 }
 
+/// The time, read once per operation (a clock read costs as much as a heap operation).
+#[derive(Debug, Clone, Copy)]
+struct Now {
+    at: std::time::Instant,
+    /// `at` on the queue's timeline.
+    ns: u64,
+}
+
 impl Ctx {
-    fn now(&self) -> u64 {
-        self.timeline.nanos(self.clock.now())
+    fn now(&self) -> Now {
+        self.now_at(self.clock.now())
+    }
+
+    fn now_at(&self, at: std::time::Instant) -> Now {
+        Now {
+            at,
+            ns: self.timeline.nanos(at),
+        }
+    }
+
+    fn hash(&self, s: &str) -> u64 {
+        self.hasher.hash_one(s)
     }
 
     /// Runs the PreEnqueue plugins of the pod's profile, the one that gated it last time
     /// first; the first refusal gates the pod and counts as a rejection by that plugin.
-    fn run_pre_enqueue(&self, profile: u16, info: &mut QueuedPodInfo) {
+    /// Returns whether the pod's plugin sets changed.
+    fn run_pre_enqueue(&self, profile: u16, info: &mut QueuedPodInfo) -> bool {
         let Some(plugins) = self
             .profiles
             .get(profile)
             .map(|p| &p.pre_enqueue)
             .filter(|p| !p.is_empty())
         else {
-            info.gating_plugin = None;
-            return;
+            return info.gating_plugin.take().is_some();
         };
         let previous = info.gating_plugin.take();
         let first = previous
             .as_deref()
             .and_then(|g| plugins.iter().find(|p| p.name() == g));
-        for plugin in first.into_iter().chain(
-            plugins
-                .iter()
-                .filter(|p| Some(p.name()) != previous.as_deref()),
-        ) {
+        let rest = plugins
+            .iter()
+            .filter(|p| Some(p.name()) != previous.as_deref());
+        for plugin in first.into_iter().chain(rest) {
             let Some(pre_enqueue) = plugin.as_pre_enqueue() else {
                 continue;
             };
             let status = pre_enqueue.pre_enqueue(info.pod());
             if !status.is_success() {
                 tracing::debug!(pod = info.key(), plugin = plugin.name(), status = %status.message(), "pod gated");
-                info.unschedulable_plugins.insert(plugin.name().to_owned());
+                let inserted = info.unschedulable_plugins.insert(plugin.name().to_owned());
                 info.gating_plugin = Some(plugin.name().to_owned());
-                return;
+                return inserted || previous.as_deref() != Some(plugin.name());
             }
         }
+        previous.is_some()
     }
 }
 
 impl State {
-    fn new_entry(cx: &Ctx, info: QueuedPodInfo) -> Entry {
+    fn new_entry(cx: &Ctx, info: QueuedPodInfo, key_hash: u64) -> Entry {
         let profile = cx.profiles.id_of(info.pod());
         Entry {
-            rejectors: cx.profiles.rejectors(profile, &info),
-            info,
-            place: Place::Detached,
-            profile,
-            backoff_expiry: None,
+            key_hash,
+            uid_hash: cx.hash(info.uid()),
             seq: 0,
+            backoff_expiry: None,
+            rejectors: cx.profiles.rejectors(profile, &info),
+            priority: pod_priority(info.pod()),
+            profile,
+            place: Place::Detached,
+            info,
         }
     }
 
@@ -265,11 +291,7 @@ impl State {
                 };
                 self.backoff.push(which, &mut self.store, &cx.order, item);
             }
-            Place::Unschedulable => {
-                let entry = self.store.get_mut(slot);
-                entry.rejectors = cx.profiles.rejectors(entry.profile, &entry.info);
-                self.unschedulable.push(&mut self.store, slot);
-            }
+            Place::Unschedulable => self.unschedulable.push(&mut self.store, slot),
         }
         self.counters.incoming(queue_of(place), label);
     }
@@ -277,15 +299,23 @@ impl State {
     /// Runs PreEnqueue on a stored pod and refreshes what the queue derives from its plugins.
     fn pre_enqueue(&mut self, cx: &Ctx, slot: Slot) -> bool {
         let entry = self.store.get_mut(slot);
-        cx.run_pre_enqueue(entry.profile, &mut entry.info);
-        entry.rejectors = cx.profiles.rejectors(entry.profile, &entry.info);
+        if cx.run_pre_enqueue(entry.profile, &mut entry.info) {
+            entry.rejectors = cx.profiles.rejectors(entry.profile, &entry.info);
+        }
         !entry.info.gated()
     }
 
     /// Upstream `moveToActiveQ`: to activeQ unless a PreEnqueue plugin gates the pod (skipped
     /// for pods coming from backoffQ: they passed PreEnqueue on the way in). A gated pod that
     /// is in no sub-queue goes to unschedulablePods; one that is somewhere stays there.
-    fn move_to_active(&mut self, cx: &Ctx, slot: Slot, label: Label, from_backoff: bool) -> bool {
+    fn move_to_active(
+        &mut self,
+        cx: &Ctx,
+        slot: Slot,
+        label: Label,
+        from_backoff: bool,
+        now: Now,
+    ) -> bool {
         if !from_backoff && !self.pre_enqueue(cx, slot) {
             if self.store.get(slot).place == Place::Detached {
                 self.attach(cx, slot, Place::Unschedulable, label);
@@ -294,13 +324,12 @@ impl State {
         }
         let entry = self.store.get_mut(slot);
         if entry.info.initial_attempt_timestamp.is_none() {
-            entry.info.initial_attempt_timestamp = Some(cx.clock.now());
+            entry.info.initial_attempt_timestamp = Some(now.at);
         }
         self.detach(cx, slot);
         self.attach(cx, slot, Place::Active, label);
         if label.follows_nomination() {
-            cx.nominator
-                .add(Arc::clone(&self.store.get(slot).info.pod_info), None);
+            cx.nominator.follow(&self.store.get(slot).info.pod_info);
         }
         true
     }
@@ -331,7 +360,7 @@ impl State {
         slot: Slot,
         strategy: Strategy,
         label: Label,
-        now: u64,
+        now: Now,
     ) -> QueueName {
         match strategy {
             Strategy::Skip => {
@@ -340,7 +369,7 @@ impl State {
                 }
                 QueueName::Unschedulable
             }
-            Strategy::AfterBackoff if is_backing_off(self.expiry(cx, slot), now) => {
+            Strategy::AfterBackoff if is_backing_off(self.expiry(cx, slot), now.ns) => {
                 if self.move_to_backoff(cx, slot, label) {
                     QueueName::Backoff
                 } else {
@@ -348,7 +377,7 @@ impl State {
                 }
             }
             Strategy::AfterBackoff | Strategy::Immediately => {
-                if self.move_to_active(cx, slot, label, false) {
+                if self.move_to_active(cx, slot, label, false, now) {
                     QueueName::Active
                 } else {
                     QueueName::Unschedulable
@@ -357,9 +386,12 @@ impl State {
         }
     }
 
-    /// Upstream `Add` (also used by `Update` for pods the queue does not hold).
+    /// Upstream `Add` (also used by `Update` for pods the queue does not hold) of a pod
+    /// stamped `info.timestamp`.
     fn add(&mut self, cx: &Ctx, mut info: QueuedPodInfo, label: Label) -> bool {
-        if let Some(slot) = self.store.lookup(info.key()) {
+        let now = cx.now_at(info.timestamp);
+        let key_hash = cx.hash(info.key());
+        if let Some(slot) = self.store.lookup(info.key(), key_hash) {
             // The new object replaces the old only if it passes PreEnqueue; a gated re-add
             // leaves the queued pod as it is.
             cx.run_pre_enqueue(cx.profiles.id_of(info.pod()), &mut info);
@@ -368,11 +400,11 @@ impl State {
             }
             self.detach(cx, slot);
             self.store.remove(slot);
-            let slot = self.store.insert(State::new_entry(cx, info));
-            return self.move_to_active(cx, slot, label, true);
+            let slot = self.store.insert(State::new_entry(cx, info, key_hash));
+            return self.move_to_active(cx, slot, label, true, now);
         }
-        let slot = self.store.insert(State::new_entry(cx, info));
-        self.move_to_active(cx, slot, label, false)
+        let slot = self.store.insert(State::new_entry(cx, info, key_hash));
+        self.move_to_active(cx, slot, label, false, now)
     }
 
     /// Takes the next pod out: activeQ's head, or podBackoffQ's when activeQ is empty.
@@ -388,8 +420,10 @@ impl State {
                 }
             };
             self.store.get_mut(slot).place = Place::Detached;
-            let mut info = self.store.remove(slot).info;
-            if !self.in_flight.start(Arc::clone(&info.pod_info)) {
+            let Entry {
+                mut info, uid_hash, ..
+            } = self.store.remove(slot);
+            if !self.in_flight.start(Arc::clone(&info.pod_info), uid_hash) {
                 // The same pod is already being scheduled (re-added while in flight): the
                 // attempt in progress decides, this copy is dropped (upstream does the same).
                 tracing::error!(
@@ -444,7 +478,7 @@ impl State {
 
     /// Upstream `AddUnschedulableIfNotPresent`, but for ending the flight.
     fn add_unschedulable(&mut self, cx: &Ctx, mut info: QueuedPodInfo) -> Result<bool> {
-        if let Some(slot) = self.store.lookup(info.key()) {
+        if let Some(slot) = self.store.lookup(info.key(), cx.hash(info.key())) {
             return Err(Error::AlreadyPresent {
                 pod: info.key().to_owned(),
                 queue: queue_of(self.store.get(slot).place),
@@ -456,9 +490,14 @@ impl State {
         } else {
             info.consecutive_errors_count += 1;
         }
-        info.timestamp = cx.clock.now();
-        let entry = State::new_entry(cx, info);
-        let strategy = match self.in_flight.events_since(entry.info.uid()) {
+        let now = cx.now();
+        info.timestamp = now.at;
+        let key_hash = cx.hash(info.key());
+        let entry = State::new_entry(cx, info, key_hash);
+        let strategy = match self
+            .in_flight
+            .events_since(entry.info.uid(), entry.uid_hash)
+        {
             Some(events) => hints::replay(
                 &entry.rejectors,
                 cx.profiles.get(entry.profile),
@@ -474,13 +513,7 @@ impl State {
             }
         };
         let slot = self.store.insert(entry);
-        let queue = self.requeue(
-            cx,
-            slot,
-            strategy,
-            Label::SCHEDULE_ATTEMPT_FAILURE,
-            cx.now(),
-        );
+        let queue = self.requeue(cx, slot, strategy, Label::SCHEDULE_ATTEMPT_FAILURE, now);
         tracing::debug!(pod = self.store.get(slot).info.key(), %queue, ?strategy, "pod requeued after a failed attempt");
         Ok(matches!(queue, QueueName::Active | QueueName::Backoff))
     }
@@ -493,7 +526,7 @@ impl State {
         new: Arc<PodInfo>,
         events: &[ClusterEvent],
     ) -> bool {
-        let Some(slot) = self.store.lookup(new.key()) else {
+        let Some(slot) = self.store.lookup(new.key(), cx.hash(new.key())) else {
             let info = QueuedPodInfo::new(new, cx.clock.now());
             return self.add(cx, info, Label::UNSCHEDULED_POD_UPDATE);
         };
@@ -555,10 +588,10 @@ impl State {
         for which in [Which::Pods, Which::Errors] {
             while let Some(slot) =
                 self.backoff
-                    .pop_completed(which, &mut self.store, &cx.order, now)
+                    .pop_completed(which, &mut self.store, &cx.order, now.ns)
             {
                 self.store.get_mut(slot).place = Place::Detached;
-                activated |= self.move_to_active(cx, slot, Label::BACKOFF_COMPLETE, true);
+                activated |= self.move_to_active(cx, slot, Label::BACKOFF_COMPLETE, true, now);
             }
         }
         activated
@@ -628,6 +661,7 @@ impl PriorityQueue {
         let epoch = config.clock.now();
         Ok(Self {
             cx: Ctx {
+                hasher: RandomState::new(),
                 clock: config.clock,
                 timeline: Timeline::new(epoch),
                 order: config.less.map_or(Order::PrioritySort, Order::Custom),
@@ -735,7 +769,8 @@ impl PriorityQueue {
     /// The scheduler calls it once the attempt succeeded (after Permit); a failed attempt
     /// ends with [`PriorityQueue::add_unschedulable_if_not_present`], which calls it itself.
     pub fn done(&self, uid: &str) {
-        self.state.lock().in_flight.done(uid);
+        let hash = self.cx.hash(uid);
+        self.state.lock().in_flight.done(uid, hash);
     }
 
     /// Takes back a pod whose attempt failed, with the plugins that rejected it in
@@ -751,9 +786,10 @@ impl PriorityQueue {
     pub fn add_unschedulable_if_not_present(&self, info: QueuedPodInfo) -> Result<()> {
         validate(info.pod())?;
         let uid = info.uid().to_owned();
+        let uid_hash = self.cx.hash(&uid);
         let mut guard = self.state.lock();
         let result = guard.add_unschedulable(&self.cx, info);
-        guard.in_flight.done(&uid);
+        guard.in_flight.done(&uid, uid_hash);
         drop(guard);
         self.wake_poppers(result?);
         Ok(())
@@ -878,13 +914,10 @@ impl PriorityQueue {
     pub fn update(&self, old: &Arc<Pod>, new: Arc<Pod>) -> Result<()> {
         validate(&new)?;
         let events = pod_scheduling_properties_change(&new, old);
+        let uid = new.metadata.uid.as_deref().unwrap_or_default();
+        let uid_hash = self.cx.hash(uid);
         let mut st = self.state.lock();
-        if new
-            .metadata
-            .uid
-            .as_deref()
-            .is_some_and(|uid| st.in_flight.contains(uid))
-        {
+        if st.in_flight.contains(uid, uid_hash) {
             let (old, new) = (ClusterObject::Pod(Arc::clone(old)), ClusterObject::Pod(new));
             for event in &events {
                 st.in_flight.record(event, Some(&old), Some(&new));
@@ -902,8 +935,9 @@ impl PriorityQueue {
     pub fn delete(&self, pod: &Pod) -> bool {
         self.cx.nominator.delete(pod);
         let key = ksched_framework::pod_key(pod);
+        let hash = self.cx.hash(&key);
         let mut st = self.state.lock();
-        let Some(slot) = st.store.lookup(&key) else {
+        let Some(slot) = st.store.lookup(&key, hash) else {
             return false;
         };
         st.detach(&self.cx, slot);
@@ -915,26 +949,29 @@ impl PriorityQueue {
     /// activeQ; for a pod in flight, records a ForceActivate event for it so that it comes
     /// back to activeQ if its attempt fails. Unknown pods are ignored.
     pub fn activate(&self, pods: &HashMap<String, Arc<Pod>>) {
+        let now = self.cx.now();
         let mut st = self.state.lock();
         let mut activated = false;
         for pod in pods.values() {
             let key = ksched_framework::pod_key(pod);
-            match st.store.lookup(&key).map(|s| (s, st.store.get(s).place)) {
+            match st
+                .store
+                .lookup(&key, self.cx.hash(&key))
+                .map(|s| (s, st.store.get(s).place))
+            {
                 Some((slot, Place::Unschedulable)) => {
-                    activated |= st.move_to_active(&self.cx, slot, Label::FORCE_ACTIVATE, false);
+                    activated |=
+                        st.move_to_active(&self.cx, slot, Label::FORCE_ACTIVATE, false, now);
                 }
                 Some((slot, Place::Backoff | Place::ErrorBackoff)) => {
                     st.detach(&self.cx, slot);
-                    activated |= st.move_to_active(&self.cx, slot, Label::FORCE_ACTIVATE, true);
+                    activated |=
+                        st.move_to_active(&self.cx, slot, Label::FORCE_ACTIVATE, true, now);
                 }
                 Some((_, Place::Active | Place::Detached)) => {}
                 None => {
-                    if pod
-                        .metadata
-                        .uid
-                        .as_deref()
-                        .is_some_and(|uid| st.in_flight.contains(uid))
-                    {
+                    let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+                    if st.in_flight.contains(uid, self.cx.hash(uid)) {
                         let target = ClusterObject::Pod(Arc::clone(pod));
                         st.in_flight
                             .record(&well_known::FORCE_ACTIVATE, None, Some(&target));
@@ -987,9 +1024,11 @@ impl PriorityQueue {
     /// The queued pod `namespace/name`, wherever it waits (a copy).
     #[must_use]
     pub fn get_pod(&self, namespace: &str, name: &str) -> Option<QueuedPodInfo> {
+        let key = format!("{namespace}/{name}");
+        let hash = self.cx.hash(&key);
         let st = self.state.lock();
         st.store
-            .lookup(&format!("{namespace}/{name}"))
+            .lookup(&key, hash)
             .map(|s| st.store.get(s).info.clone())
     }
 

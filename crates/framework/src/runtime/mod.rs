@@ -13,7 +13,9 @@ use std::{
 
 pub use build::FrameworkOptions;
 pub use parallel::{Parallelizer, num_feasible_nodes_to_find};
-pub use schedule::{Diagnosis, FitError, ScheduleError, ScheduleResult, select_host, select_host_with};
+pub use schedule::{
+    Diagnosis, FitError, ScheduleError, ScheduleResult, select_host, select_host_with,
+};
 
 use crate::{ClusterEventWithHint, Handle, Plugin, metrics::FrameworkMetrics};
 
@@ -167,7 +169,9 @@ impl Framework {
     /// `seed` instead of the thread's random source. With `parallelism: 1` this makes a run
     /// reproducible (the simulator uses it).
     pub fn set_tie_break_seed(&self, seed: u64) {
-        *self.tie_break.lock() = Some(<rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed));
+        *self.tie_break.lock() = Some(<rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(
+            seed,
+        ));
     }
 
     /// Names of plugins that implement `PreFilterExtensions`.

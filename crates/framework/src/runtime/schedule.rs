@@ -236,8 +236,8 @@ impl Framework {
             Some(rng) => select_host_with(&scores, rng),
             None => select_host(&scores),
         };
-        let host = host
-            .ok_or_else(|| ScheduleError::Internal(Status::error("empty priority list")))?;
+        let host =
+            host.ok_or_else(|| ScheduleError::Internal(Status::error("empty priority list")))?;
         Ok(ScheduleResult {
             suggested_host: host,
             evaluated_nodes,
@@ -521,7 +521,10 @@ pub fn select_host(scores: &[NodePluginScores]) -> Option<String> {
 
 /// [`select_host`] with a given random source (a seeded one makes runs reproducible).
 #[must_use]
-pub fn select_host_with<R: Rng + ?Sized>(scores: &[NodePluginScores], rng: &mut R) -> Option<String> {
+pub fn select_host_with<R: Rng + ?Sized>(
+    scores: &[NodePluginScores],
+    rng: &mut R,
+) -> Option<String> {
     let mut best: Option<&NodePluginScores> = None;
     let mut ties = 0u32;
     for s in scores {
