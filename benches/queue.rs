@@ -13,17 +13,14 @@
 
 use std::{
     cmp::Ordering,
-    collections::{BTreeMap, BinaryHeap},
+    collections::BinaryHeap,
     hint::black_box,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use k8s_openapi::{
-    api::core::v1::{Container, Pod, PodSpec, ResourceRequirements},
-    apimachinery::pkg::api::resource::Quantity,
-};
+use k8s_openapi::api::core::v1::Pod;
 use ksched_framework::{
     ActionType, ClusterEvent, ClusterEventWithHint, EventResource, PodInfo, QueueingHint,
     events::well_known,
@@ -35,33 +32,12 @@ fn priority(i: usize) -> i32 {
     [0, 100, 1000][i % 3]
 }
 
-/// A typical pending pod: generated name, two labels, one container with requests.
+#[path = "../crates/queue/tests/common/pending_pod.rs"]
+mod fixture;
+
+/// Pod `i` of the benchmarks, in one of three priority classes.
 fn pending_pod(i: usize) -> Arc<Pod> {
-    let mut p = Pod::default();
-    p.metadata.namespace = Some("default".into());
-    p.metadata.name = Some(format!("web-{i:07}"));
-    p.metadata.uid = Some(format!("6f1c2a3e-0000-4000-8000-{i:012}"));
-    p.metadata.labels = Some(BTreeMap::from([
-        ("app".to_owned(), "web".to_owned()),
-        ("pod-template-hash".to_owned(), "5d8f7c9b4".to_owned()),
-    ]));
-    let requests = BTreeMap::from([
-        ("cpu".to_owned(), Quantity("250m".into())),
-        ("memory".to_owned(), Quantity("256Mi".into())),
-    ]);
-    p.spec = Some(PodSpec {
-        priority: Some(priority(i)),
-        containers: vec![Container {
-            name: "web".into(),
-            resources: Some(ResourceRequirements {
-                requests: Some(requests),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }],
-        ..Default::default()
-    });
-    Arc::new(p)
+    fixture::pending_pod(i, priority(i))
 }
 
 /// The bare heap's item: PrioritySort's key (priority, then timestamp, then arrival) and a

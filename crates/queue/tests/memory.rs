@@ -2,12 +2,12 @@
 //! with a counting global allocator. Alone in its binary so that no other test allocates
 //! meanwhile; run with `--nocapture` to see the figures (recorded in docs/benchmarks.md).
 
-use std::{alloc::System, collections::BTreeMap, sync::Arc};
+#[path = "common/pending_pod.rs"]
+mod fixture;
 
-use k8s_openapi::{
-    api::core::v1::{Container, Pod, PodSpec, ResourceRequirements},
-    apimachinery::pkg::api::resource::Quantity,
-};
+use std::{alloc::System, sync::Arc};
+
+use k8s_openapi::api::core::v1::Pod;
 use ksched_framework::PodInfo;
 use ksched_queue::{PriorityQueue, QueueConfig};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
@@ -17,35 +17,6 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 const PODS: usize = 100_000;
 const BUDGET: f64 = 1024.0;
-
-/// A typical pending pod: generated name, two labels, one container with requests.
-fn pending_pod(i: usize) -> Arc<Pod> {
-    let mut p = Pod::default();
-    p.metadata.namespace = Some("default".into());
-    p.metadata.name = Some(format!("web-{i:07}"));
-    p.metadata.uid = Some(format!("6f1c2a3e-0000-4000-8000-{i:012}"));
-    p.metadata.labels = Some(BTreeMap::from([
-        ("app".to_owned(), "web".to_owned()),
-        ("pod-template-hash".to_owned(), "5d8f7c9b4".to_owned()),
-    ]));
-    let requests = BTreeMap::from([
-        ("cpu".to_owned(), Quantity("250m".into())),
-        ("memory".to_owned(), Quantity("256Mi".into())),
-    ]);
-    p.spec = Some(PodSpec {
-        containers: vec![Container {
-            name: "web".into(),
-            image: Some("registry.example/web:1.2.3".into()),
-            resources: Some(ResourceRequirements {
-                requests: Some(requests),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }],
-        ..Default::default()
-    });
-    Arc::new(p)
-}
 
 /// Net bytes allocated while `f` runs, per pod.
 fn per_pod<T>(f: impl FnOnce() -> T) -> (T, f64) {
@@ -59,7 +30,7 @@ fn per_pod<T>(f: impl FnOnce() -> T) -> (T, f64) {
 
 #[test]
 fn bookkeeping_per_pending_pod_stays_under_a_kibibyte() {
-    let pods: Vec<Arc<Pod>> = (0..PODS).map(pending_pod).collect();
+    let pods: Vec<Arc<Pod>> = (0..PODS).map(|i| fixture::pending_pod(i, 0)).collect();
     let (infos, pod_info) = per_pod(|| {
         pods.iter()
             .map(|p| Arc::new(PodInfo::new(Arc::clone(p))))
