@@ -111,17 +111,19 @@ mod tests {
                 .await
                 .is_skip()
         );
+        // A memory-heavy pod evens out a CPU-heavy node but skews an empty one.
         let pod = PodBuilder::new("p")
-            .req("cpu", "1")
+            .req("cpu", "100m")
             .req("memory", "2Gi")
             .pod();
         assert!(pre.pre_score(&mut state, &pod, &[]).await.is_success());
-        let balanced = NodeBuilder::new("a").info();
-        let skewed = NodeBuilder::new("b")
-            .pod(PodBuilder::new("x").req("cpu", "2"))
+        let empty = NodeBuilder::new("a").info();
+        let cpu_heavy = NodeBuilder::new("b")
+            .pod(PodBuilder::new("x").req("cpu", "2").req("memory", "1"))
             .info();
-        assert_eq!(pl.score(&state, &pod, &balanced).unwrap(), 100);
-        // cpu 3/4, memory 2/8: std 0.25.
-        assert_eq!(pl.score(&state, &pod, &skewed).unwrap(), 75);
+        // Empty: 100 before, |0.025 − 0.25| / 2 → 88 after: 50 + (50 + 88 − 100) / 2 = 69.
+        assert_eq!(pl.score(&state, &pod, &empty).unwrap(), 69);
+        // CPU-heavy: 75 before, |0.525 − 0.25| / 2 → 86 after: 50 + (50 + 86 − 75) / 2 = 80.
+        assert_eq!(pl.score(&state, &pod, &cpu_heavy).unwrap(), 80);
     }
 }

@@ -48,7 +48,10 @@ pub enum Strategy {
     MostAllocated,
     /// A broken-linear function of utilization, points `(utilization %, score 0–100)`.
     RequestedToCapacityRatio(Vec<(i64, i64)>),
-    /// `(1 − std dev of the utilization fractions) · 100`.
+    /// How much placing the pod improves the node's balance, where balance is
+    /// `(1 − std dev of the utilization fractions) · 100` (upstream since 1.36,
+    /// kubernetes/kubernetes#135573): 75 for no change, towards 100 when the pod evens the
+    /// node out, towards 50 when it skews it.
     Balanced,
 }
 
@@ -148,7 +151,19 @@ impl ResourceScorer {
             Strategy::RequestedToCapacityRatio(shape) => {
                 self.ratio_score(&requested, &allocatable, shape)
             }
-            Strategy::Balanced => balanced_score(&requested, &allocatable),
+            Strategy::Balanced => {
+                let without: Vec<i64> = requested
+                    .iter()
+                    .zip(pod_requests)
+                    .zip(&allocatable)
+                    .map(|((&q, &p), &a)| if a == 0 { 0 } else { q.saturating_sub(p) })
+                    .collect();
+                let with_pod = balanced_score(&requested, &allocatable);
+                let without_pod = balanced_score(&without, &allocatable);
+                // Both lie in [50, 100] (a standard deviation of fractions is at most 0.5), so
+                // the difference is brought back into [50, 100] around 75.
+                MAX_NODE_SCORE / 2 + (MAX_NODE_SCORE / 2 + with_pod - without_pod) / 2
+            }
         }
     }
 
@@ -307,10 +322,14 @@ mod tests {
     fn balanced() {
         let s = ResourceScorer::new(default_resources(), true, Strategy::Balanced);
         let node = NodeBuilder::new("n").info();
-        // cpu 2/4 = 0.5, memory 2/8 = 0.25: std 0.125 → 87.
+        // Empty node: balance 100 before; cpu 2/4 = 0.5, memory 2/8 = 0.25 after: std 0.125 →
+        // 87; 50 + (50 + 87 − 100) / 2 = 68.
         let pod = PodBuilder::new("p").req("cpu", "2").req("memory", "2Gi");
-        assert_eq!(s.score(&node, &s.pod_requests(&pod_res(&pod))), 87);
+        assert_eq!(s.score(&node, &s.pod_requests(&pod_res(&pod))), 68);
+        // Balance unchanged: 75.
         let pod = PodBuilder::new("p").req("cpu", "2").req("memory", "4Gi");
-        assert_eq!(s.score(&node, &s.pod_requests(&pod_res(&pod))), 100);
+        assert_eq!(s.score(&node, &s.pod_requests(&pod_res(&pod))), 75);
+        assert_eq!(balanced_score(&[3, 1], &[4, 4]), 75);
+        assert_eq!(balanced_score(&[2, 2], &[4, 4]), 100);
     }
 }
