@@ -18,10 +18,7 @@ use ksched_framework::{
     ActionType, ClusterEvent, ClusterObject, EventResource, Framework, events::well_known, pod_key,
 };
 use ksched_queue::{PriorityQueue, pod_scheduling_properties_change};
-use kube::{
-    Api, Client,
-    runtime::{WatchStreamExt, watcher},
-};
+use kube::{Api, Client, runtime::watcher};
 use parking_lot::RwLock;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -180,7 +177,7 @@ impl Handlers {
     }
 
     /// A node appeared.
-    pub(crate) fn on_node_added(&self, node: &Arc<Node>) {
+    pub(crate) fn add_node_to_cache(&self, node: &Arc<Node>) {
         if let Err(e) = self.cache.add_node(node.clone()) {
             tracing::error!(node = ?node.metadata.name, error = %e, "adding node to the cache");
         }
@@ -194,7 +191,7 @@ impl Handlers {
     }
 
     /// A node changed.
-    pub(crate) fn on_node_updated(&self, old: &Arc<Node>, new: &Arc<Node>) {
+    pub(crate) fn update_node_in_cache(&self, old: &Arc<Node>, new: &Arc<Node>) {
         if let Err(e) = self.cache.update_node(new.clone()) {
             tracing::error!(node = ?new.metadata.name, error = %e, "updating node in the cache");
         }
@@ -209,7 +206,7 @@ impl Handlers {
     }
 
     /// A node went away.
-    pub(crate) fn on_node_deleted(&self, node: &Arc<Node>) {
+    pub(crate) fn delete_node_from_cache(&self, node: &Arc<Node>) {
         let name = node.metadata.name.as_deref().unwrap_or_default();
         if let Err(e) = self.cache.remove_node(name) {
             tracing::debug!(node = name, error = %e, "removing node from the cache");
@@ -318,10 +315,10 @@ pub fn start(
         shutdown,
         "nodes",
         move |old: Option<Arc<Node>>, new: Arc<Node>| match old {
-            None => h.on_node_added(&new),
-            Some(old) => h.on_node_updated(&old, &new),
+            None => h.add_node_to_cache(&new),
+            Some(old) => h.update_node_in_cache(&old, &new),
         },
-        move |n: &Arc<Node>| handlers.on_node_deleted(n),
+        move |n: &Arc<Node>| handlers.delete_node_from_cache(n),
     ));
     (
         Synced {
@@ -331,6 +328,13 @@ pub fn start(
         vec![pods, nodes],
     )
 }
+
+/// First retry delay after a failed list or watch; it doubles per failure up to
+/// [`WATCH_BACKOFF_MAX`] and resets once objects flow again (client-go's reflector: 0.8 s to
+/// 30 s).
+const WATCH_BACKOFF_INITIAL: std::time::Duration = std::time::Duration::from_millis(800);
+/// Longest retry delay after failed lists or watches.
+const WATCH_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
 async fn run_watch<K, S>(
     stream: S,
@@ -353,9 +357,12 @@ async fn run_watch<K, S>(
     };
     let mut known: HashMap<String, Arc<K>> = HashMap::new();
     let mut relisting: Option<HashSet<String>> = None;
-    let stream = stream.default_backoff();
+    // Our own backoff, not kube's `default_backoff()`: that one resets on every `Ok` item, and the
+    // watcher yields `Ok(Event::Init)` before each (re)list request, so against an unreachable
+    // apiserver it retried every ~1 s forever (and logged a "recovery" before every failure).
     futures::pin_mut!(stream);
     let mut failing = false;
+    let mut delay = WATCH_BACKOFF_INITIAL;
     loop {
         let ev = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -363,18 +370,31 @@ async fn run_watch<K, S>(
         };
         let Some(ev) = ev else { return };
         let ev = match ev {
+            // `Init` comes before the list request is even sent: not a sign of recovery.
+            Ok(watcher::Event::Init) => watcher::Event::Init,
             Ok(ev) => {
                 if failing {
                     tracing::info!(what, "watch recovered");
                     failing = false;
                 }
+                delay = WATCH_BACKOFF_INITIAL;
                 ev
             }
             Err(e) => {
+                let retry_in = delay.mul_f64(rand::random_range(1.0..1.25));
                 if !failing {
-                    tracing::warn!(what, error = %e, "watch failed; retrying with backoff");
+                    tracing::warn!(what, error = %e, ?retry_in, "watch failed; retrying with backoff");
+                } else if delay == WATCH_BACKOFF_MAX {
+                    tracing::warn!(what, error = %e, ?retry_in, "watch still failing; retrying");
+                } else {
+                    tracing::debug!(what, error = %e, ?retry_in, "watch still failing; retrying");
                 }
                 failing = true;
+                delay = (delay * 2).min(WATCH_BACKOFF_MAX);
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(retry_in) => {}
+                }
                 continue;
             }
         };

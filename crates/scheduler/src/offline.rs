@@ -43,17 +43,17 @@ impl OfflineScheduler {
 
     /// A node appeared (as the node informer would report it).
     pub fn add_node(&self, node: Arc<Node>) {
-        self.handlers.on_node_added(&node);
+        self.handlers.add_node_to_cache(&node);
     }
 
     /// A node changed.
     pub fn update_node(&self, old: &Arc<Node>, new: Arc<Node>) {
-        self.handlers.on_node_updated(old, &new);
+        self.handlers.update_node_in_cache(old, &new);
     }
 
     /// A node went away.
     pub fn remove_node(&self, node: &Arc<Node>) {
-        self.handlers.on_node_deleted(node);
+        self.handlers.delete_node_from_cache(node);
     }
 
     /// A pod appeared or changed (`old`: the version reported before, if any) — e.g. the
