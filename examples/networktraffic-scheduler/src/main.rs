@@ -1,15 +1,43 @@
 //! `networktraffic-scheduler`: ksched with the default plugins (and NetworkTraffic once its
 //! crate lands), configured by a KubeSchedulerConfiguration file.
+//!
+//! `networktraffic-scheduler [run] [FLAGS]` runs the scheduler against a cluster;
+//! `networktraffic-scheduler simulate [SCENARIO]` runs it against an in-memory cluster
+//! ([`simulate`]).
+
+mod simulate;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use ksched::{Error, Scheduler};
 use tokio_util::sync::CancellationToken;
 
 /// A network-traffic-aware Kubernetes scheduler (upstream kube-scheduler semantics).
 #[derive(Debug, Parser)]
-#[command(name = "networktraffic-scheduler", version)]
+#[command(
+    name = "networktraffic-scheduler",
+    version,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Without a subcommand: the scheduler's flags (as `run`).
+    #[command(flatten)]
+    run: Args,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the scheduler against a cluster (the default without a subcommand).
+    Run(Args),
+    /// Simulate a scenario against an in-memory cluster: no apiserver, no Prometheus.
+    Simulate(simulate::SimulateArgs),
+}
+
+/// The scheduler's flags.
+#[derive(Debug, clap::Args)]
 struct Args {
     /// KubeSchedulerConfiguration file (kubescheduler.config.k8s.io/v1).
     #[arg(long, env = "KSCHED_CONFIG")]
@@ -88,11 +116,27 @@ async fn run(args: Args) -> Result<(), Error> {
     scheduler.run(token).await
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let args = Args::parse();
+/// A runtime from `builder`, or the exit code after saying why there is none.
+fn runtime(mut builder: tokio::runtime::Builder) -> Result<tokio::runtime::Runtime, ExitCode> {
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("cannot start the runtime: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Simulate(sim)) => return simulate::main(&sim),
+        Some(Command::Run(args)) => args,
+        None => cli.run,
+    };
     init_logging(&args);
-    match run(args).await {
+    let rt = match runtime(tokio::runtime::Builder::new_multi_thread()) {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    match rt.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Error::Config(e)) => {
             eprintln!("invalid configuration:\n{e}");
