@@ -89,6 +89,11 @@ pub struct ApiserverRestart {
     /// SIGKILL instead of SIGTERM: a crash, no graceful shutdown (open watches and in-flight
     /// requests are cut, nothing is drained).
     pub kill: bool,
+    /// How long a graceful stop may take before SIGKILL (default: the supervisor's 15 s).
+    /// kube-apiserver stops listening at once on SIGTERM, but keeps open watches until its HTTP
+    /// server's 60 s shutdown timeout, so with any watcher connected (a scheduler, a
+    /// kube-runtime watcher) the stop lasts this whole period. A few seconds keep tests fast.
+    pub grace: Option<Duration>,
     /// Keep the port closed this long before starting again (clients see "connection refused").
     pub down_for: Duration,
     /// How long to wait for the restarted kube-apiserver to be ready (default: the stop
@@ -262,7 +267,8 @@ impl ControlPlane {
 
     /// Restarts kube-apiserver in place — same port, same certificates, same etcd (so every
     /// object survives), same flags — and waits until its `/readyz` answers again. Graceful:
-    /// SIGTERM, wait for the exit, start. Returns the supervisor's new readiness report.
+    /// SIGTERM, wait for the exit (SIGKILL after 15 s: see [`ApiserverRestart::grace`]), start.
+    /// Returns the supervisor's new readiness report.
     ///
     /// Clients keep working across the restart (same URL, same CA); open watches end and must be
     /// re-established. On the shared control plane this disturbs every test of the binary: put a
@@ -294,6 +300,8 @@ impl ControlPlane {
         let mut command = String::from("restart-apiserver");
         if how.kill {
             command.push_str(" kill");
+        } else if let Some(grace) = how.grace {
+            command.push_str(&format!(" grace={}ms", grace.as_millis().max(1)));
         }
         if !how.down_for.is_zero() {
             command.push_str(&format!(" down={}ms", how.down_for.as_millis()));
@@ -302,7 +310,10 @@ impl ControlPlane {
         self.supervisor.send_line(&command)?;
         // The supervisor's stop timeout is 15 s.
         let limit = how.timeout.unwrap_or(
-            Duration::from_secs(15) + how.down_for + self.ready_timeout + Duration::from_secs(10),
+            how.grace.unwrap_or(Duration::from_secs(15))
+                + how.down_for
+                + self.ready_timeout
+                + Duration::from_secs(10),
         );
         let line = loop {
             let next = self.lock_ready().try_recv();

@@ -16,16 +16,23 @@ import (
 //
 // It arrives as a line on stdin (with --watch-stdin; this is how the Rust harness asks)
 //
-//	restart-apiserver [kill] [down=DURATION]
+//	restart-apiserver [kill] [grace=DURATION] [down=DURATION]
 //
 // or as SIGUSR1 (graceful, no down time; handy with up.sh). "kill" sends SIGKILL instead of
-// SIGTERM (a crash: no graceful shutdown, open watches and requests are cut); "down=2s" keeps
-// the port closed that long before starting again. When kube-apiserver is ready again the
+// SIGTERM (a crash: no graceful shutdown, open watches and requests are cut); "grace=3s" sends
+// SIGKILL that long after SIGTERM (default --stop-timeout); "down=2s" keeps the port closed that
+// long before starting again.
+//
+// On SIGTERM kube-apiserver stops listening at once and answers requests on open connections
+// with 503 while it drains, but it keeps open watches until its HTTP server's shutdown timeout
+// (60 s): with any watcher connected, a graceful stop lasts the whole grace period and ends with
+// SIGKILL. When kube-apiserver is ready again the
 // supervisor rewrites DIR/ready and prints the "KSCHED_TESTENV_READY <json>" line again, with
 // the new PID and apiserver_restarts incremented. If it cannot be started again, the supervisor
 // stops everything and exits 1.
 type restartRequest struct {
 	kill   bool
+	grace  time.Duration // 0: --stop-timeout
 	down   time.Duration
 	source string
 }
@@ -34,6 +41,8 @@ func (r restartRequest) String() string {
 	how := "SIGTERM"
 	if r.kill {
 		how = "SIGKILL"
+	} else if r.grace > 0 {
+		how += fmt.Sprintf(", SIGKILL after %s", r.grace)
 	}
 	if r.down > 0 {
 		how += fmt.Sprintf(", down for %s", r.down)
@@ -46,7 +55,7 @@ func parseControl(line string) (restartRequest, error) {
 	fields := strings.Fields(line)
 	req := restartRequest{source: "stdin"}
 	if len(fields) == 0 || fields[0] != "restart-apiserver" {
-		return req, fmt.Errorf("unknown command %q (known: restart-apiserver [kill] [down=DURATION])", line)
+		return req, fmt.Errorf("unknown command %q (known: restart-apiserver [kill] [grace=DURATION] [down=DURATION])", line)
 	}
 	for _, f := range fields[1:] {
 		switch {
@@ -58,6 +67,12 @@ func parseControl(line string) (restartRequest, error) {
 				return req, fmt.Errorf("bad down time in %q: want e.g. down=2s", line)
 			}
 			req.down = d
+		case strings.HasPrefix(f, "grace="):
+			d, err := time.ParseDuration(strings.TrimPrefix(f, "grace="))
+			if err != nil || d <= 0 {
+				return req, fmt.Errorf("bad grace period in %q: want e.g. grace=3s", line)
+			}
+			req.grace = d
 		default:
 			return req, fmt.Errorf("unknown restart-apiserver option %q in %q", f, line)
 		}
@@ -94,6 +109,8 @@ func (e *env) restartAPIServer(ctx context.Context, req restartRequest) error {
 	if req.kill {
 		_ = old.cmd.Process.Kill()
 		<-old.done
+	} else if req.grace > 0 {
+		old.stop(req.grace)
 	} else {
 		old.stop(e.o.stopTimeout)
 	}
