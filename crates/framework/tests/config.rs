@@ -286,6 +286,15 @@ fn malformed_configs_give_clear_errors() {
 }
 
 #[test]
+fn type_errors_name_the_field_once() {
+    let e = parse("percentageOfNodesToScore: lots\n")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e.matches("percentageOfNodesToScore").count(), 1, "{e}");
+    assert!(e.contains("invalid type"), "{e}");
+}
+
+#[test]
 fn syntax_errors_carry_line_and_column() {
     let e =
         parse("kind: KubeSchedulerConfiguration\nprofiles:\n  - schedulerName: [\n").unwrap_err();

@@ -2,7 +2,10 @@
 //! timing: a 15 s lease renewed 10 s into it (5 s before it expires), retried every 2 s.
 
 use ksched_framework::config::LeaderElection;
-use kube::Client;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::{Api, Client};
 use kube_lease_manager::{LeaseManagerBuilder, LeaseParams};
 use tokio::{sync::watch, task::JoinHandle};
 
@@ -12,6 +15,9 @@ use crate::Error;
 pub struct Election {
     /// Our leadership, as it changes.
     pub is_leader: watch::Receiver<bool>,
+    lease: Api<Lease>,
+    config: LeaderElection,
+    identity: String,
     task:
         JoinHandle<Result<kube_lease_manager::LeaseManager, kube_lease_manager::LeaseManagerError>>,
 }
@@ -33,6 +39,7 @@ impl Election {
         let grace = duration
             .saturating_sub(config.renew_deadline.as_secs())
             .clamp(1, duration.saturating_sub(1).max(1));
+        let lease = Api::namespaced(client.clone(), &config.resource_namespace);
         let manager = LeaseManagerBuilder::new(client, &config.resource_name)
             .with_namespace(&config.resource_namespace)
             .with_parameters(LeaseParams::new(identity, duration, grace))
@@ -45,7 +52,13 @@ impl Election {
                 ))
             })?;
         let (is_leader, task) = manager.watch().await;
-        Ok(Self { is_leader, task })
+        Ok(Self {
+            is_leader,
+            lease,
+            config: config.clone(),
+            identity: identity.to_owned(),
+            task,
+        })
     }
 
     /// Waits until we lead. Returns an error if the election task ends first.
@@ -62,9 +75,17 @@ impl Election {
             })
     }
 
-    /// Resolves when leadership is lost (or the election ends).
+    /// Resolves when leadership is lost: the lease manager says so, or — upstream's
+    /// `renewDeadline` — we have not seen the Lease renewed under our name for that long (the
+    /// apiserver unreachable, or someone else took it). The lease manager alone would keep
+    /// reporting leadership through API errors, past the lease's expiry, while another replica
+    /// may already lead.
     pub async fn lost(&mut self) {
-        let _ = self.is_leader.wait_for(|l| !*l).await;
+        let watchdog = renewal_watchdog(&self.lease, &self.config, &self.identity);
+        tokio::select! {
+            _ = self.is_leader.wait_for(|l| !*l) => {}
+            () = watchdog => {}
+        }
     }
 
     /// Stops campaigning and releases the lease if we hold it.
@@ -72,5 +93,38 @@ impl Election {
         drop(self.is_leader);
         // Dropping the receiver makes the watcher release the lease and return.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.task).await;
+    }
+}
+
+/// Returns once our renewals have not been seen for `renew_deadline`.
+async fn renewal_watchdog(lease: &Api<Lease>, config: &LeaderElection, identity: &str) {
+    let mut last_seen = Instant::now();
+    let period = config.retry_period.max(Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(period).await;
+        match lease.get(&config.resource_name).await {
+            Ok(l) => {
+                let spec = l.spec.unwrap_or_default();
+                if spec.holder_identity.as_deref() != Some(identity) {
+                    tracing::warn!(holder = ?spec.holder_identity, "the lease is held by someone else");
+                    return;
+                }
+                let fresh = spec.renew_time.is_some_and(|t| {
+                    let age = k8s_openapi::jiff::Timestamp::now().duration_since(t.0);
+                    age.as_secs_f64() < config.lease_duration.as_secs_f64()
+                });
+                if fresh {
+                    last_seen = Instant::now();
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "reading the lease"),
+        }
+        if last_seen.elapsed() > config.renew_deadline {
+            tracing::error!(
+                renew_deadline = ?config.renew_deadline,
+                "the lease was not renewed within renewDeadline; giving up leadership"
+            );
+            return;
+        }
     }
 }

@@ -334,6 +334,10 @@ impl SchedulerConfig {
                 if let Some(i) = message.find(" at line ") {
                     message.truncate(i);
                 }
+                // It also starts the message with the field path, which we print once.
+                if let Some(rest) = message.strip_prefix(&format!("{path}: ")) {
+                    message = rest.to_owned();
+                }
                 ConfigError {
                     file: file.clone(),
                     problems: vec![Problem {
