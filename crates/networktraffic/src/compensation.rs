@@ -17,11 +17,9 @@
 //! samples follows it. Entries fully covered are pruned by the refresher. The pod's start-up
 //! time (image pulls) is not modelled: a pod that starts late is under-counted for that long.
 
-use std::collections::HashMap;
-
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::args::parse_byte_rate;
+use crate::{args::parse_byte_rate, snapshot::NodeMap};
 
 /// Pod annotation with the pod's expected bandwidth in bytes/s, as a quantity (`10M`, `1Gi`).
 pub const EXPECTED_BANDWIDTH_ANNOTATION: &str = "networktraffic.ksched.io/expected-bandwidth";
@@ -67,7 +65,7 @@ pub fn expected_bandwidth(pod: &Pod, default: f64) -> Result<f64, String> {
 /// small even on large clusters.
 #[derive(Debug, Clone, Default)]
 pub struct Reservations {
-    by_node: HashMap<Box<str>, Vec<Reservation>>,
+    by_node: NodeMap<Vec<Reservation>>,
 }
 
 impl Reservations {

@@ -59,6 +59,7 @@ pub mod refresher;
 pub mod score;
 pub mod snapshot;
 pub mod source;
+mod view;
 
 use std::sync::Arc;
 

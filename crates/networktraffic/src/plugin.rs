@@ -3,7 +3,6 @@
 
 use std::sync::{Arc, Weak};
 
-use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Pod;
 use ksched_framework::{
@@ -15,21 +14,14 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     Error, NAME,
     args::{Config, NetworkTrafficArgs},
-    compensation::{self, Reservations},
+    compensation,
     metrics::NetworkTrafficMetrics,
     refresher::{RefreshSummary, Refresher},
     score::{self, Load},
     snapshot::TrafficSnapshot,
     source::{PrometheusSource, unix_now},
+    view::Shared,
 };
-
-/// What Score reads and the refresher and Reserve write: two immutable values behind
-/// `ArcSwap`s, so Score never takes a lock.
-#[derive(Debug, Default)]
-pub(crate) struct Shared {
-    pub(crate) traffic: ArcSwap<TrafficSnapshot>,
-    pub(crate) reservations: ArcSwap<Reservations>,
-}
 
 /// Unix seconds, as Reserve stamps reservations (see [`NetworkTraffic::with_clock`]).
 pub type ReserveClock = Arc<dyn Fn() -> f64 + Send + Sync>;
@@ -162,32 +154,33 @@ impl NetworkTraffic {
     /// The data Score uses now.
     #[must_use]
     pub fn traffic(&self) -> Arc<TrafficSnapshot> {
-        self.shared.traffic.load_full()
+        self.shared.load().traffic.clone()
     }
 
     /// Replaces the data Score uses (the refresher replaces it again on its next success).
     pub fn install_snapshot(&self, snapshot: TrafficSnapshot) {
-        self.shared.traffic.store(Arc::new(snapshot));
+        self.shared
+            .set_traffic(Arc::new(snapshot), self.config.rate_window.as_secs_f64());
     }
 
     /// Herd-compensation reservations in flight.
     #[must_use]
     pub fn pending_reservations(&self) -> usize {
-        self.shared.reservations.load().len()
+        self.shared.load().reservations.len()
     }
 
     /// The load of `node` now: measured rate, pending reservations, capacity.
     #[must_use]
     pub fn node_load(&self, node: &NodeInfo) -> Option<Load> {
-        let traffic = self.shared.traffic.load();
-        let reservations = self.shared.reservations.load();
-        score::load(
-            &self.config,
-            &traffic,
-            &reservations,
-            node.node_name(),
-            node.node().map(AsRef::as_ref),
-        )
+        self.shared.with_view(|view| {
+            score::load(
+                &self.config,
+                &view.traffic,
+                &view.reservations,
+                node.node_name(),
+                node.node().map(AsRef::as_ref),
+            )
+        })
     }
 
     /// Records that `pod` will add its expected bandwidth to `node_name` from time `at` (unix
@@ -197,8 +190,7 @@ impl NetworkTraffic {
         if expected > 0.0 {
             let key = pod_key(pod);
             self.shared
-                .reservations
-                .rcu(|r| r.with_added(node_name, &key, expected, at));
+                .update_reservations(|r| Some(r.with_added(node_name, &key, expected, at)));
         }
         expected
     }
@@ -285,10 +277,8 @@ impl ReservePlugin for NetworkTraffic {
 
     async fn unreserve(&self, _state: &mut CycleState, pod: &Pod, node_name: &str) {
         let key = pod_key(pod);
-        self.shared.reservations.rcu(|r| {
-            r.with_removed(node_name, &key)
-                .map_or_else(|| Arc::clone(r), Arc::new)
-        });
+        self.shared
+            .update_reservations(|r| r.with_removed(node_name, &key));
     }
 }
 

@@ -28,7 +28,7 @@ use prometheus_http_query::response::Data;
 
 use crate::{
     args::{Config, Direction, NodeMapping},
-    snapshot::{NodeTraffic, TrafficSnapshot},
+    snapshot::{NodeMap, NodeTraffic, TrafficSnapshot},
 };
 
 /// The label telling traffic series (`traffic`) from capacity series (`capacity`).
@@ -226,7 +226,8 @@ pub fn parse(
         series: vector.len(),
         ..ParseStats::default()
     };
-    let mut nodes: HashMap<Box<str>, NodeTraffic> = HashMap::with_capacity(vector.len());
+    let mut nodes: NodeMap<NodeTraffic> =
+        NodeMap::with_capacity_and_hasher(vector.len(), Default::default());
     for s in vector {
         let labels = s.metric();
         let Some(key) = series_key(labels, mapping, node_label) else {
@@ -247,7 +248,7 @@ pub fn parse(
         };
         *slot = Some(slot.map_or(v, |old: f64| old.max(v)));
     }
-    Ok((TrafficSnapshot::new(nodes, evaluated_at), stats))
+    Ok((TrafficSnapshot::from_map(nodes, evaluated_at), stats))
 }
 
 #[cfg(test)]

@@ -20,10 +20,10 @@ use crate::{
     Error, NAME,
     args::Config,
     metrics::{ErrorLabels, NetworkTrafficMetrics, ProfileLabel},
-    plugin::Shared,
     query::ParseStats,
     snapshot::TrafficSnapshot,
     source::{PrometheusSource, unix_now},
+    view::Shared,
 };
 
 /// What the last refreshes looked like, to log only transitions.
@@ -125,15 +125,9 @@ impl Refresher {
 
     fn install(&self, snapshot: TrafficSnapshot, stats: ParseStats) -> RefreshSummary {
         let nodes_with_data = snapshot.nodes_with_rate();
-        #[allow(clippy::cast_precision_loss)]
-        let evaluated_at = snapshot.evaluated_at() as f64;
         let nodes_without_data = self.count_missing(&snapshot);
-        self.shared.traffic.store(Arc::new(snapshot));
-        let window = self.config.rate_window.as_secs_f64();
-        self.shared.reservations.rcu(|r| {
-            r.pruned(evaluated_at, window)
-                .map_or_else(|| Arc::clone(r), Arc::new)
-        });
+        self.shared
+            .set_traffic(Arc::new(snapshot), self.config.rate_window.as_secs_f64());
         self.metrics
             .last_success
             .get_or_create(&self.profile)
@@ -224,7 +218,7 @@ impl Refresher {
 
     /// When the data in use is older than `maxStaleness`, drops it (all nodes neutral).
     pub(crate) fn expire_if_stale(&self) {
-        let snap = self.shared.traffic.load();
+        let snap = self.shared.load().traffic.clone();
         if snap.is_empty() {
             return;
         }
@@ -234,9 +228,10 @@ impl Refresher {
             return;
         }
         drop(snap);
-        self.shared
-            .traffic
-            .store(Arc::new(TrafficSnapshot::empty()));
+        self.shared.set_traffic(
+            Arc::new(TrafficSnapshot::empty()),
+            self.config.rate_window.as_secs_f64(),
+        );
         self.set_gauges(0, self.count_missing(&TrafficSnapshot::empty()));
         let mut h = self.health.lock();
         if !h.expired {
@@ -252,7 +247,7 @@ impl Refresher {
 
     /// How long until the data in use turns stale (`None` without data).
     fn until_stale(&self) -> Option<Duration> {
-        let snap = self.shared.traffic.load();
+        let snap = self.shared.load().traffic.clone();
         if snap.is_empty() {
             return None;
         }
@@ -276,7 +271,7 @@ impl Refresher {
         self.metrics
             .pending_reservations
             .get_or_create(&self.profile)
-            .set(as_i64(self.shared.reservations.load().len()));
+            .set(as_i64(self.shared.load().reservations.len()));
     }
 
     /// Cluster nodes (as the scheduler last saw them) the snapshot has no rate for.
@@ -305,7 +300,7 @@ impl Refresher {
         let Some(handle) = self.handle.upgrade() else {
             return String::new();
         };
-        let snap = self.shared.traffic.load();
+        let snap = self.shared.load().traffic.clone();
         let nodes = handle.snapshot();
         let names: Vec<&str> = nodes
             .list()

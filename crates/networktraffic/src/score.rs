@@ -77,7 +77,9 @@ pub fn load(
 /// A float to a score-range integer; `as` saturates and maps NaN to 0.
 #[allow(clippy::cast_possible_truncation)]
 fn to_i64(v: f64) -> i64 {
-    v.round() as i64
+    // Rounds half up for the non-negative values used here. Not `f64::round`: without SSE4.1
+    // (the x86-64 baseline) that is a libm call, and this runs once per node per pod.
+    (v + 0.5) as i64
 }
 
 /// The raw score Score returns.
@@ -118,16 +120,24 @@ pub fn normalize(scores: &mut [NodeScore], capacity_mode: bool, neutral: i64) {
         min = min.min(s.score);
         max = max.max(s.score);
     }
+    // max > min ≥ 0 whenever it is used below, so no division by zero. Floats rather than
+    // exact integer division: one multiply per node, and a 2^-53 relative error cannot move a
+    // score by a whole point.
+    #[allow(clippy::cast_precision_loss)]
+    let scale = if max > 0 {
+        MAX_NODE_SCORE as f64 / max as f64
+    } else {
+        0.0
+    };
     for s in scores {
         s.score = if s.score < 0 {
             neutral
         } else if min == max {
             MAX_NODE_SCORE
         } else {
-            // max > min ≥ 0 here, so max > 0. i128 keeps 100 × (max − v) exact for any i64.
-            let num = i128::from(MAX_NODE_SCORE) * i128::from(max - s.score);
-            let den = i128::from(max);
-            i64::try_from((2 * num + den) / (2 * den)).unwrap_or(MAX_NODE_SCORE)
+            #[allow(clippy::cast_precision_loss)]
+            let headroom = (max - s.score) as f64;
+            to_i64(headroom * scale).clamp(MIN_NODE_SCORE, MAX_NODE_SCORE)
         };
     }
 }

@@ -5,6 +5,11 @@
 
 use std::collections::HashMap;
 
+/// A map keyed by node name (or IP). foldhash rather than std's SipHash: Score hashes one node
+/// name per node per pod, and SipHash was most of its cost; the random seed keeps it
+/// unpredictable, and the keys come from the cluster's own node names anyway.
+pub type NodeMap<V> = HashMap<Box<str>, V, foldhash::fast::RandomState>;
+
 use k8s_openapi::api::core::v1::Node;
 
 use crate::args::NodeMapping;
@@ -22,15 +27,26 @@ pub struct NodeTraffic {
 #[derive(Debug, Clone, Default)]
 pub struct TrafficSnapshot {
     /// Keyed by node name, or by IP for the `InternalIP` mapping.
-    nodes: HashMap<Box<str>, NodeTraffic>,
+    nodes: NodeMap<NodeTraffic>,
     /// Unix seconds at which the query was evaluated (0: never).
     evaluated_at: i64,
 }
 
 impl TrafficSnapshot {
-    /// A snapshot of `nodes` evaluated at `evaluated_at` (unix seconds).
+    /// A snapshot of `nodes` (any map or list of key → measurements) evaluated at
+    /// `evaluated_at` (unix seconds).
     #[must_use]
-    pub fn new(nodes: HashMap<Box<str>, NodeTraffic>, evaluated_at: i64) -> Self {
+    pub fn new<K: Into<Box<str>>>(
+        nodes: impl IntoIterator<Item = (K, NodeTraffic)>,
+        evaluated_at: i64,
+    ) -> Self {
+        Self {
+            nodes: nodes.into_iter().map(|(k, v)| (k.into(), v)).collect(),
+            evaluated_at,
+        }
+    }
+
+    pub(crate) fn from_map(nodes: NodeMap<NodeTraffic>, evaluated_at: i64) -> Self {
         Self {
             nodes,
             evaluated_at,
