@@ -11,7 +11,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use k8s_openapi::api::core::v1::Pod;
 use ksched_framework::{
-    ClusterEvent, ClusterEventWithHint, ClusterObject, Plugin, QueuedPodInfo, QueueingHint,
+    ClusterEvent, ClusterEventWithHint, ClusterObject, Plugin, PodInfo, QueuedPodInfo, QueueingHint,
 };
 
 use crate::{Error, Result};
@@ -50,6 +50,13 @@ pub(crate) struct Rejectors {
     any_pending: bool,
     /// The gating PreEnqueue plugin, when the pod is gated and that plugin registers events.
     gating: Option<u16>,
+}
+
+impl Rejectors {
+    /// Unschedulable and Pending plugins together.
+    fn relevant(&self) -> PluginMask {
+        PluginMask(self.unschedulable.0 | self.pending.0)
+    }
 }
 
 /// What to do with a rejected pod (upstream `queueingStrategy`).
@@ -263,12 +270,49 @@ pub(crate) fn gate_may_open(rejectors: &Rejectors, matched: Option<&Matched<'_>>
     }
 }
 
-/// Upstream `isPodWorthRequeuing`: runs the hints of the pod's rejector plugins registered for
-/// `event`. A Queue from a Pending plugin means activeQ now, from any other rejector activeQ
-/// or backoffQ; all QueueSkip (or no matching registration) leaves the pod where it is. Pods
-/// rejected by no plugin (errors) and wildcard events always move, except that a wildcard event
-/// carrying a pod (ForceActivate) is for that pod only.
-pub(crate) fn worth_requeuing(
+/// What [`triage`] can tell from a pod's rejector plugins alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Triage {
+    /// Decided without looking at the pod.
+    Decided(Strategy),
+    /// Some hint must see the pod (or, for a wildcard event carrying a pod, its UID).
+    NeedsPod,
+}
+
+/// The part of upstream `isPodWorthRequeuing` that needs no pod: pods rejected by no plugin
+/// (errors) and wildcard events always move; a pod none of whose rejector plugins registered
+/// a matching event stays. Reaching the pod is a cache miss per pod when MoveAll walks
+/// thousands of them, so it is left to [`run_hints`], for the pods that need it.
+pub(crate) fn triage(
+    rejectors: &Rejectors,
+    matched: Option<&Matched<'_>>,
+    event: &ClusterEvent,
+    new: Option<&ClusterObject>,
+) -> Triage {
+    if !rejectors.any {
+        return Triage::Decided(Strategy::AfterBackoff);
+    }
+    if event.is_wildcard() {
+        return match new {
+            // ForceActivate carrying a pod is for that pod only.
+            Some(_) => Triage::NeedsPod,
+            None => Triage::Decided(Strategy::AfterBackoff),
+        };
+    }
+    let Some(matched) = matched else {
+        return Triage::Decided(Strategy::AfterBackoff);
+    };
+    if !rejectors.relevant().intersects(matched.plugins) {
+        return Triage::Decided(Strategy::Skip);
+    }
+    Triage::NeedsPod
+}
+
+/// The rest of upstream `isPodWorthRequeuing`, for a pod [`triage`] could not decide: runs
+/// the hints of its rejector plugins registered for `event`. A Queue from a Pending plugin
+/// means activeQ now, from any other rejector activeQ or backoffQ; all QueueSkip leaves the
+/// pod where it is.
+pub(crate) fn run_hints(
     rejectors: &Rejectors,
     matched: Option<&Matched<'_>>,
     event: &ClusterEvent,
@@ -276,27 +320,20 @@ pub(crate) fn worth_requeuing(
     old: Option<&ClusterObject>,
     new: Option<&ClusterObject>,
 ) -> Strategy {
-    if !rejectors.any {
-        return Strategy::AfterBackoff;
-    }
     if event.is_wildcard() {
-        if let Some(new) = new {
-            let same_pod = new
-                .as_pod()
-                .is_some_and(|p| p.metadata.uid.is_some() && p.metadata.uid == pod.metadata.uid);
-            if !same_pod {
-                return Strategy::Skip;
-            }
-        }
-        return Strategy::AfterBackoff;
+        let same_pod = new
+            .and_then(ClusterObject::as_pod)
+            .is_some_and(|p| p.metadata.uid.is_some() && p.metadata.uid == pod.metadata.uid);
+        return if same_pod {
+            Strategy::AfterBackoff
+        } else {
+            Strategy::Skip
+        };
     }
     let Some(matched) = matched else {
         return Strategy::AfterBackoff;
     };
-    let relevant = PluginMask(rejectors.unschedulable.0 | rejectors.pending.0);
-    if !relevant.intersects(matched.plugins) {
-        return Strategy::Skip;
-    }
+    let relevant = rejectors.relevant();
     let mut strategy = Strategy::Skip;
     for (plugin, hint) in matched.hints.iter().filter(|(p, _)| relevant.contains(*p)) {
         if hint.evaluate(pod, old, new) == QueueingHint::QueueSkip {
@@ -314,12 +351,27 @@ pub(crate) fn worth_requeuing(
     strategy
 }
 
+/// Upstream `isPodWorthRequeuing`: [`triage`], then [`run_hints`] if that cannot decide.
+pub(crate) fn worth_requeuing(
+    rejectors: &Rejectors,
+    matched: Option<&Matched<'_>>,
+    event: &ClusterEvent,
+    pod: &PodInfo,
+    old: Option<&ClusterObject>,
+    new: Option<&ClusterObject>,
+) -> Strategy {
+    match triage(rejectors, matched, event, new) {
+        Triage::Decided(strategy) => strategy,
+        Triage::NeedsPod => run_hints(rejectors, matched, event, pod.pod(), old, new),
+    }
+}
+
 /// Upstream `determineSchedulingHintForInFlightPod`: the strategy for a pod coming back from
 /// a failed attempt, from the events recorded while it was in flight.
 pub(crate) fn replay<'e>(
     rejectors: &Rejectors,
     profile: Option<&Profile>,
-    pod: &Pod,
+    pod: &PodInfo,
     events: impl IntoIterator<
         Item = (
             &'e ClusterEvent,

@@ -34,7 +34,7 @@ use crate::{
     clock::Clock,
     config::UNSCHEDULABLE_FLUSH_INTERVAL,
     error::QueueName,
-    hints::{self, Profiles, Strategy},
+    hints::{self, Profiles, Strategy, Triage},
     in_flight::InFlight,
     metrics::{Counters, Label, PendingPods},
     nominator::Nominator,
@@ -456,18 +456,39 @@ impl State {
             .filter_map(|i| cx.profiles.get(i as u16))
             .map(|p| p.matching(event))
             .collect();
-        let mut activated = false;
+        // Decide for every pod first, then move. Most pods are decided from their rejector
+        // plugins alone; the pods whose hints must run are gathered first, in a loop short
+        // enough that the memory reads of consecutive pods overlap instead of stalling one
+        // after the other (with thousands of pods, each is a cache miss).
+        let store = &self.store;
+        let mut decisions: Vec<(Slot, Strategy)> = Vec::with_capacity(slots.len());
+        let mut undecided: Vec<Slot> = Vec::new();
         for &slot in slots {
-            let entry = self.store.get(slot);
+            let entry = store.get(slot);
             let m = matched.get(usize::from(entry.profile));
             if entry.info.gated() && !hints::gate_may_open(&entry.rejectors, m) {
                 continue;
             }
-            let strategy =
-                hints::worth_requeuing(&entry.rejectors, m, event, entry.info.pod(), old, new);
-            if strategy == Strategy::Skip {
-                continue;
+            match hints::triage(&entry.rejectors, m, event, new) {
+                Triage::Decided(Strategy::Skip) => {}
+                Triage::Decided(strategy) => decisions.push((slot, strategy)),
+                Triage::NeedsPod => undecided.push(slot),
             }
+        }
+        let pods: Vec<&Pod> = undecided
+            .iter()
+            .map(|&slot| store.get(slot).info.pod())
+            .collect();
+        for (&slot, pod) in undecided.iter().zip(pods) {
+            let entry = store.get(slot);
+            let m = matched.get(usize::from(entry.profile));
+            let strategy = hints::run_hints(&entry.rejectors, m, event, pod, old, new);
+            if strategy != Strategy::Skip {
+                decisions.push((slot, strategy));
+            }
+        }
+        let mut activated = false;
+        for (slot, strategy) in decisions {
             let queue = self.requeue(cx, slot, strategy, label, now);
             activated |= matches!(queue, QueueName::Active | QueueName::Backoff);
         }
@@ -501,7 +522,7 @@ impl State {
             Some(events) => hints::replay(
                 &entry.rejectors,
                 cx.profiles.get(entry.profile),
-                entry.info.pod(),
+                &entry.info.pod_info,
                 events.map(|e| (&e.event, e.old.as_ref(), e.new.as_ref())),
             ),
             None => {
@@ -561,7 +582,7 @@ impl State {
                         &entry.rejectors,
                         matched.as_ref(),
                         event,
-                        entry.info.pod(),
+                        &entry.info.pod_info,
                         Some(&old),
                         Some(&new),
                     );
