@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Pod;
 use ksched_framework::{
-    CycleState, Handle, MAX_NODE_SCORE, NodeInfo, Plugin, PluginArgs, PluginError, ScorePlugin,
-    Status,
+    CycleState, Handle, MAX_NODE_SCORE, NodeInfo, Plugin, PluginArgs, PluginError, PreScorePlugin,
+    ScorePlugin, Status,
 };
 
 use crate::names;
@@ -16,6 +17,17 @@ const MB: i64 = 1024 * 1024;
 const MIN_THRESHOLD: i64 = 23 * MB;
 /// Per container, above this total every node scores 100 (upstream `maxContainerThreshold`).
 const MAX_CONTAINER_THRESHOLD: i64 = 1000 * MB;
+
+const PRE_SCORE_KEY: &str = "PreScoreImageLocality";
+
+/// The pod's images (normalized) and the cluster size, computed once per cycle rather than per
+/// node.
+#[derive(Debug, Clone)]
+struct PreScoreState {
+    images: Arc<Vec<String>>,
+    containers: usize,
+    total_nodes: usize,
+}
 
 /// Upstream's ImageLocality Score plugin.
 #[derive(Debug, Clone)]
@@ -59,39 +71,68 @@ impl Plugin for ImageLocality {
     fn name(&self) -> &str {
         names::IMAGE_LOCALITY
     }
+    fn as_pre_score(&self) -> Option<&dyn PreScorePlugin> {
+        Some(self)
+    }
     fn as_score(&self) -> Option<&dyn ScorePlugin> {
         Some(self)
     }
 }
 
-impl ScorePlugin for ImageLocality {
-    fn score(&self, _: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<i64, Status> {
-        let total_nodes = self.handle.snapshot().len().max(1);
-        let Some(spec) = pod.spec.as_ref() else {
-            return Ok(0);
-        };
-        let containers = spec
-            .init_containers
+impl ImageLocality {
+    fn state(&self, pod: &Pod) -> PreScoreState {
+        let spec = pod.spec.as_ref();
+        let containers: Vec<_> = spec
             .iter()
-            .flatten()
-            .chain(&spec.containers);
+            .flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers))
+            .collect();
+        PreScoreState {
+            images: Arc::new(
+                containers
+                    .iter()
+                    .filter_map(|c| c.image.as_deref())
+                    .map(normalized_image_name)
+                    .collect(),
+            ),
+            containers: containers.len(),
+            total_nodes: self.handle.snapshot().len().max(1),
+        }
+    }
+}
+
+#[async_trait]
+impl PreScorePlugin for ImageLocality {
+    async fn pre_score(&self, state: &mut CycleState, pod: &Pod, _: &[Arc<NodeInfo>]) -> Status {
+        state.write(PRE_SCORE_KEY, self.state(pod));
+        Status::success()
+    }
+}
+
+impl ScorePlugin for ImageLocality {
+    fn score(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<i64, Status> {
+        let computed;
+        let s = match state.read::<PreScoreState>(PRE_SCORE_KEY) {
+            Ok(s) => s,
+            Err(_) => {
+                computed = self.state(pod);
+                &computed
+            }
+        };
         let mut sum = 0i64;
-        let mut count = 0usize;
-        for c in containers {
-            count += 1;
-            let Some(image) = c.image.as_deref() else {
-                continue;
-            };
-            if let Some(state) = node.image_states().get(&normalized_image_name(image)) {
-                // Images on few nodes count less, so pods do not pile onto the one node that has
-                // a rare image.
-                #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
-                let scaled =
-                    (state.size as f64 * (state.num_nodes as f64 / total_nodes as f64)) as i64;
-                sum = sum.saturating_add(scaled);
+        if !node.image_states().is_empty() {
+            for image in s.images.iter() {
+                if let Some(state) = node.image_states().get(image) {
+                    // Images on few nodes count less, so pods do not pile onto the one node
+                    // that has a rare image.
+                    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+                    let scaled = (state.size as f64
+                        * (state.num_nodes as f64 / s.total_nodes as f64))
+                        as i64;
+                    sum = sum.saturating_add(scaled);
+                }
             }
         }
-        Ok(calculate_priority(sum, count))
+        Ok(calculate_priority(sum, s.containers))
     }
 }
 

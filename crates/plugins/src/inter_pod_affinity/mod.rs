@@ -7,7 +7,7 @@ mod filtering;
 mod scoring;
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, hash_map::Entry},
     sync::Arc,
 };
 
@@ -193,13 +193,24 @@ impl TopologyCounts {
         for (k, vs) in other.0 {
             let mine = self.0.entry(k).or_default();
             for (v, c) in vs {
-                *mine.entry(v).or_insert(0) += c;
+                // Only this pair can drop to zero: remove it here rather than sweeping the
+                // whole map on every merge (thousands of hostname pairs, once per node).
+                match mine.entry(v) {
+                    Entry::Occupied(mut o) => {
+                        *o.get_mut() += c;
+                        if *o.get() == 0 {
+                            o.remove();
+                        }
+                    }
+                    Entry::Vacant(e) => {
+                        if c != 0 {
+                            e.insert(c);
+                        }
+                    }
+                }
             }
         }
-        self.0.retain(|_, vs| {
-            vs.retain(|_, c| *c != 0);
-            !vs.is_empty()
-        });
+        self.0.retain(|_, vs| !vs.is_empty());
     }
 }
 
