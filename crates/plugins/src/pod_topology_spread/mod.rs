@@ -169,12 +169,15 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store::<K>();
+    // Backoff after `touched_objects`: kube's backoff resets on every `Ok` item, and the
+    // watcher yields `Ok(Init)` before each list attempt, so placed before it would retry an
+    // unreachable apiserver every second forever. Objects are what prove recovery.
     let stream = reflector(
         writer,
         watcher(Api::<K>::all(client.clone()), watcher::Config::default()),
     )
-    .default_backoff()
-    .touched_objects();
+    .touched_objects()
+    .default_backoff();
     tokio::spawn(async move {
         // Errors are retried by the backoff; the stream ends only when the runtime does.
         stream.for_each(|_| futures::future::ready(())).await;
