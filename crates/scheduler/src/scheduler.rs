@@ -79,6 +79,7 @@ pub struct SchedulerBuilder {
     identity: Option<String>,
     recorder: Option<Arc<dyn EventRecorder>>,
     clock: Option<Arc<dyn ksched_queue::Clock>>,
+    metric_hooks: Vec<MetricsHook>,
 }
 
 impl SchedulerBuilder {
@@ -94,6 +95,7 @@ impl SchedulerBuilder {
             identity: None,
             recorder: None,
             clock: None,
+            metric_hooks: Vec::new(),
         }
     }
 
@@ -205,6 +207,7 @@ impl SchedulerBuilder {
             bind_address: self.bind_address,
             identity,
             health: Arc::new(Health::default()),
+            metric_hooks: std::mem::take(&mut self.metric_hooks),
         })
     }
 
@@ -222,6 +225,17 @@ impl SchedulerBuilder {
             .unwrap_or_else(|| Arc::new(ksched_framework::NoopRecorder));
         let inner = self.assemble(&config, None, recorder)?;
         Ok(crate::offline::OfflineScheduler::new(inner, config))
+    }
+
+    /// Adds metrics of an out-of-tree plugin to `/metrics`: `register` is called with the
+    /// scheduler's registry when the server starts (metric names keep their own prefix).
+    #[must_use]
+    pub fn with_metrics<F>(mut self, register: F) -> Self
+    where
+        F: Fn(&mut MetricsRegistry) + Send + Sync + 'static,
+    {
+        self.metric_hooks.push(Arc::new(register));
+        self
     }
 
     /// The queue's clock (default: the real one). Offline runs use a fake clock to drive
@@ -326,6 +340,9 @@ impl SchedulerBuilder {
     }
 }
 
+/// Registers extra metrics into the scheduler's registry.
+type MetricsHook = Arc<dyn Fn(&mut MetricsRegistry) + Send + Sync>;
+
 fn default_identity() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
@@ -347,6 +364,7 @@ pub struct Scheduler {
     bind_address: SocketAddr,
     identity: String,
     health: Arc<Health>,
+    metric_hooks: Vec<MetricsHook>,
 }
 
 /// Exports the queue's counters at scrape time.
@@ -420,6 +438,9 @@ impl Scheduler {
         registry
             .sub_registry_with_prefix("scheduler")
             .register_collector(Box::new(QueueCollector(inner.queue.clone())));
+        for hook in &self.metric_hooks {
+            hook(&mut registry);
+        }
         let stop = shutdown.child_token();
         let (addr, http_task) = http::serve(
             self.bind_address,

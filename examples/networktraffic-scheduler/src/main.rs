@@ -102,6 +102,7 @@ async fn shutdown_signal(token: CancellationToken) {
 async fn run(args: Args) -> Result<(), Error> {
     let mut builder = Scheduler::builder()
         .with_plugin(ksched_networktraffic::NAME, ksched_networktraffic::new)
+        .with_metrics(ksched_networktraffic::register_metrics)
         .with_bind_address(args.bind_address);
     if let Some(c) = &args.config {
         builder = builder.with_config_file(c);
