@@ -21,9 +21,9 @@ pub const UNSCHEDULABLE_FLUSH_INTERVAL: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct QueueConfig {
     /// The QueueSort `less` shared by all profiles; `None` is PrioritySort (higher priority
-    /// first, then earlier queue timestamp), which the queue compares on inline keys — pass
-    /// `None` rather than a closure calling PrioritySort, it is several times faster. Pods
-    /// the order cannot tell apart leave first-in first-out either way.
+    /// first, then earlier queue timestamp), which the queue compares on keys kept in its heaps
+    /// — pass `None` rather than a closure calling PrioritySort, so that sorting never reads
+    /// the pods. Pods the order cannot tell apart leave first-in first-out either way.
     pub less: Option<LessFn>,
     /// PreEnqueue plugins per profile, in order. Each must implement PreEnqueue.
     pub pre_enqueue: HashMap<String, Vec<Arc<dyn Plugin>>>,

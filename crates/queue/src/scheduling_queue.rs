@@ -676,7 +676,7 @@ impl PriorityQueue {
     /// # Errors
     /// [`Error::NotPreEnqueue`] for a PreEnqueue entry that is not a PreEnqueue plugin,
     /// [`Error::TooManyPlugins`] for a profile whose plugins registering events exceed what
-    /// the queue's plugin sets hold (128).
+    /// the queue's plugin sets hold (64).
     pub fn new(config: QueueConfig) -> Result<Self> {
         let profiles = Profiles::new(config.pre_enqueue, config.queueing_hints)?;
         let epoch = config.clock.now();
