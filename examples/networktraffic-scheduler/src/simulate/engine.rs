@@ -73,6 +73,8 @@ pub struct PodOutcome {
     pub latency: Option<Duration>,
     /// The last FailedScheduling message.
     pub last_failure: Option<String>,
+    /// Deleted by preemption after it was bound (`node` keeps where it ran).
+    pub preempted: bool,
 }
 
 /// What a run found for one node.
@@ -123,16 +125,25 @@ pub struct RunResult {
 }
 
 impl RunResult {
-    /// Pods bound.
+    /// Pods bound (and not preempted since).
     #[must_use]
     pub fn bound(&self) -> usize {
-        self.pods.iter().filter(|p| p.node.is_some()).count()
+        self.pods
+            .iter()
+            .filter(|p| p.node.is_some() && !p.preempted)
+            .count()
+    }
+
+    /// Pods bound, then deleted by preemption.
+    #[must_use]
+    pub fn preempted(&self) -> usize {
+        self.pods.iter().filter(|p| p.preempted).count()
     }
 
     /// Pods never bound.
     #[must_use]
     pub fn unschedulable(&self) -> usize {
-        self.pods.len() - self.bound()
+        self.pods.iter().filter(|p| p.node.is_none()).count()
     }
 
     /// `(pod, node)` pairs: what determinism is about.
@@ -183,17 +194,27 @@ impl BindPlugin for SimBinder {
 }
 
 /// Counts attempts (one event per attempt: `Scheduled` or `FailedScheduling`) and keeps the
-/// last failure message, per pod key.
+/// last failure message, per pod key; collects the victims DefaultPreemption picked (without
+/// an apiserver it only records `Preempted`, so the engine deletes them).
 #[derive(Default)]
-struct SimRecorder(Mutex<HashMap<String, (u32, Option<String>)>>);
+struct SimRecorder {
+    attempts: Mutex<HashMap<String, (u32, Option<String>)>>,
+    preempted: Mutex<Vec<String>>,
+}
 
 impl EventRecorder for SimRecorder {
     fn record(&self, pod: &Pod, _: EventType, reason: &str, _: &str, note: &str) {
-        let mut m = self.0.lock();
-        let e = m.entry(pod_key(pod)).or_default();
-        e.0 += 1;
-        if reason == "FailedScheduling" {
-            e.1 = Some(note.to_owned());
+        match reason {
+            "Scheduled" | "FailedScheduling" => {
+                let mut m = self.attempts.lock();
+                let e = m.entry(pod_key(pod)).or_default();
+                e.0 += 1;
+                if reason == "FailedScheduling" {
+                    e.1 = Some(note.to_owned());
+                }
+            }
+            "Preempted" => self.preempted.lock().push(pod_key(pod)),
+            _ => {}
         }
     }
 }
@@ -251,6 +272,7 @@ impl Prepared {
                     attempts: 0,
                     latency: None,
                     last_failure: None,
+                    preempted: false,
                 });
             }
         }
@@ -611,8 +633,21 @@ pub async fn run(
                 tokio::task::yield_now().await;
             }
             sched.wait_for_bindings().await;
+            // Victims of preemption are deleted, as the apiserver would on the plugin's
+            // request; their traffic goes with them.
+            let victims = std::mem::take(&mut *recorder.preempted.lock());
+            for key in &victims {
+                let Some(&i) = pod_index.get(key) else {
+                    continue;
+                };
+                if outcomes[i].node.is_some() && !outcomes[i].preempted {
+                    sched.delete_pod(&current[i]);
+                    source.remove(i);
+                    outcomes[i].preempted = true;
+                }
+            }
             let mut done = std::mem::take(&mut *bound.lock());
-            if done.is_empty() {
+            if done.is_empty() && victims.is_empty() {
                 break;
             }
             // Report bindings in scenario order whatever order the tasks finished in.
@@ -637,6 +672,7 @@ pub async fn run(
                 o.node = Some(b.node);
                 o.bound_at = Some(t);
                 source.place(Placement {
+                    pod: i,
                     node: ni,
                     at: t,
                     bandwidth: o.bandwidth,
@@ -669,7 +705,7 @@ pub async fn run(
         t = next.max(t);
     }
 
-    let events = recorder.0.lock();
+    let events = recorder.attempts.lock();
     for (i, o) in outcomes.iter_mut().enumerate() {
         if let Some((attempts, failure)) = events.get(&pod_key(&prepared.pods[i])) {
             o.attempts = *attempts;
@@ -679,7 +715,7 @@ pub async fn run(
     drop(events);
     let after = source.actual();
     let mut per_node = vec![0usize; prepared.links.len()];
-    for o in &outcomes {
+    for o in outcomes.iter().filter(|o| !o.preempted) {
         if let Some(&ni) = o.node.as_deref().and_then(|n| node_index.get(n)) {
             per_node[ni] += 1;
         }

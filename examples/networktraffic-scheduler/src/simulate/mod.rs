@@ -250,6 +250,20 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
+    async fn preemption_deletes_the_victim_and_binds_the_preemptor() {
+        let yaml = "nodes:\n- name: only\n  capacity: {cpu: 1, memory: 1Gi}\n  baselineTraffic: 1M\npods:\n- name: low\n  requests: {cpu: 800m}\n  expectedBandwidth: 5M\n- name: high\n  priority: 1000\n  requests: {cpu: 800m}\n  arrival: {at: 1s}\n";
+        let runs = run(yaml, &[ProfileKind::Default]).await;
+        let r = &runs[0];
+        let (low, high) = (&r.pods[0], &r.pods[1]);
+        assert!(low.preempted, "{low:?}");
+        assert_eq!(high.node.as_deref(), Some("only"), "{high:?}");
+        assert_eq!((r.bound(), r.preempted(), r.unschedulable()), (1, 1, 0));
+        // The victim's traffic left with it.
+        assert_eq!(r.nodes[0].after, 1e6);
+        assert_eq!(r.nodes[0].pods, 1);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
     async fn unschedulable_pods_are_counted_with_their_reason() {
         let yaml = "nodes:\n- name: small\n  capacity: {cpu: 1, memory: 1Gi}\npods:\n- name: big\n  requests: {cpu: 2}\n- name: ok\n  requests: {cpu: 500m}\n  arrival: {at: 1s}\n";
         let runs = run(yaml, &[ProfileKind::Default]).await;

@@ -20,6 +20,8 @@ pub struct Summary {
     pub bound: usize,
     /// Pods never bound.
     pub unschedulable: usize,
+    /// Pods bound, then deleted by preemption.
+    pub preempted: usize,
     /// Scheduling attempts.
     pub attempts: usize,
     /// Bound pods per second of the scheduler's wall-clock busy time.
@@ -73,6 +75,7 @@ impl Summary {
             profile: r.profile,
             bound,
             unschedulable: r.unschedulable(),
+            preempted: r.preempted(),
             attempts: r.attempt_wall.len(),
             pods_per_sec,
             latency: quantiles(r.pods.iter().filter_map(|p| p.latency).collect()),
@@ -162,7 +165,11 @@ pub fn text_summary(scenario: &Scenario, runs: &[RunResult]) -> String {
             "{:<31} {:>5} {:>7} {:>9.0} {:>26} {:>26} {:>8.2} {:>6.3}",
             s.profile.name(),
             s.bound,
-            s.unschedulable,
+            if s.preempted > 0 {
+                format!("{}+{}p", s.unschedulable, s.preempted)
+            } else {
+                s.unschedulable.to_string()
+            },
             s.pods_per_sec,
             lat,
             att,
@@ -172,7 +179,7 @@ pub fn text_summary(scenario: &Scenario, runs: &[RunResult]) -> String {
     }
     let _ = writeln!(
         out,
-        "(simulated {:.0}s; pods/s and latency include this machine's wall-clock scheduling time; traffic balance after every placed pod shows)",
+        "(simulated {:.0}s; +Np: N pods preempted; pods/s and latency are this machine's wall-clock scheduling time; balance with every placed pod visible)",
         end.as_secs_f64()
     );
     out
@@ -426,7 +433,7 @@ pub fn html_report(scenario: &Scenario, runs: &[RunResult]) -> Result<String, St
     );
 
     // Summary table.
-    h.push_str("<h2>Summary</h2><table><tr><th class=\"l\">profile</th><th>bound</th><th>unschedulable</th><th>attempts</th><th>pods/s</th>\
+    h.push_str("<h2>Summary</h2><table><tr><th class=\"l\">profile</th><th>bound</th><th>unschedulable</th><th>preempted</th><th>attempts</th><th>pods/s</th>\
         <th>latency p50</th><th>p90</th><th>p99</th><th>attempt p50</th><th>p90</th><th>p99</th><th>max traffic</th><th>max/mean</th><th>CV</th><th>max utilisation</th></tr>");
     if let Some(r) = runs.first() {
         let before = Balance::of(&r.nodes.iter().map(|n| n.baseline).collect::<Vec<_>>());
@@ -438,7 +445,7 @@ pub fn html_report(scenario: &Scenario, runs: &[RunResult]) -> Result<String, St
             .map(|u| u.into_iter().fold(0.0, f64::max));
         let _ = write!(
             h,
-            "<tr><td class=\"l\">baseline (before)</td><td></td><td></td><td></td><td></td><td></td><td></td><td></td><td></td><td></td><td></td><td>{}</td><td>{:.2}</td><td>{:.3}</td><td>{}</td></tr>",
+            "<tr><td class=\"l\">baseline (before)</td><td></td><td></td><td></td><td></td><td></td><td></td><td></td><td></td><td></td><td></td><td></td><td>{}</td><td>{:.2}</td><td>{:.3}</td><td>{}</td></tr>",
             fmt_rate(before.max),
             before.max_over_mean,
             before.cv,
@@ -449,10 +456,11 @@ pub fn html_report(scenario: &Scenario, runs: &[RunResult]) -> Result<String, St
         let s = Summary::of(r);
         let _ = write!(
             h,
-            "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td><b>{:.3}</b></td><td>{}</td></tr>",
+            "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td><b>{:.3}</b></td><td>{}</td></tr>",
             s.profile.name(),
             s.bound,
             s.unschedulable,
+            s.preempted,
             s.attempts,
             s.pods_per_sec,
             fmt_duration(s.latency[0]),
@@ -539,6 +547,7 @@ pub fn html_report(scenario: &Scenario, runs: &[RunResult]) -> Result<String, St
             for r in runs {
                 let x = &r.pods[i];
                 let node = match (&x.node, &x.last_failure) {
+                    (Some(n), _) if x.preempted => format!("<s>{}</s> <i>preempted</i>", esc(n)),
                     (Some(n), _) => esc(n),
                     (None, Some(f)) => format!("<i title=\"{}\">unschedulable</i>", esc(f)),
                     (None, None) => "<i>pending</i>".into(),

@@ -28,6 +28,8 @@ pub struct NodeLink {
 /// A placement the source must account for.
 #[derive(Debug, Clone, Copy)]
 pub struct Placement {
+    /// Index of the pod (to remove it again).
+    pub pod: usize,
     /// Index of the node in the source's node list.
     pub node: usize,
     /// Simulated time of the binding.
@@ -58,6 +60,11 @@ impl TrafficSource {
     /// Records a binding.
     pub fn place(&mut self, p: Placement) {
         self.placements.push(p);
+    }
+
+    /// Removes the placement of pod `pod` (deleted by preemption).
+    pub fn remove(&mut self, pod: usize) {
+        self.placements.retain(|p| p.pod != pod);
     }
 
     /// Bytes/s per node as measured at `t`: baseline plus pods placed at least `lag` before.
@@ -205,6 +212,7 @@ mod tests {
             Duration::from_secs(30),
         );
         s.place(Placement {
+            pod: 0,
             node: 1,
             at: Duration::from_secs(5),
             bandwidth: 7.0,
