@@ -124,4 +124,3 @@ fn parse_answer(c: &mut Criterion) {
 
 criterion_group!(benches, score_and_normalize, parse_answer);
 criterion_main!(benches);
-
