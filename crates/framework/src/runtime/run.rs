@@ -168,28 +168,9 @@ impl Framework {
         pod_to_add: &PodInfo,
         node: &NodeInfo,
     ) -> Status {
-        for e in &self.pre_filter {
-            if state.skip_filter_plugins().contains(e.name()) {
-                continue;
-            }
-            let Some(ext) = e
-                .plugin
-                .as_pre_filter()
-                .and_then(|p| p.pre_filter_extensions())
-            else {
-                continue;
-            };
-            let s = ext.add_pod(state, pod_to_schedule, pod_to_add, node);
-            if !s.is_success() {
-                return Status::error(format!(
-                    "running AddPod on PreFilter plugin {:?}: {}",
-                    e.name(),
-                    s.message()
-                ))
-                .with_plugin(e.name());
-            }
-        }
-        Status::success()
+        self.run_pre_filter_extensions(state, "AddPod", |ext, state| {
+            ext.add_pod(state, pod_to_schedule, pod_to_add, node)
+        })
     }
 
     /// Tells every PreFilter extension that `pod_to_remove` left `node` (preemption dry runs).
@@ -199,6 +180,19 @@ impl Framework {
         pod_to_schedule: &Pod,
         pod_to_remove: &PodInfo,
         node: &NodeInfo,
+    ) -> Status {
+        self.run_pre_filter_extensions(state, "RemovePod", |ext, state| {
+            ext.remove_pod(state, pod_to_schedule, pod_to_remove, node)
+        })
+    }
+
+    /// Calls `call` on the extensions of every PreFilter plugin not skipped this cycle; the
+    /// first failure becomes an Error naming the plugin and `what` ran.
+    fn run_pre_filter_extensions(
+        &self,
+        state: &mut CycleState,
+        what: &str,
+        call: impl Fn(&dyn crate::PreFilterExtensions, &mut CycleState) -> Status,
     ) -> Status {
         for e in &self.pre_filter {
             if state.skip_filter_plugins().contains(e.name()) {
@@ -211,10 +205,10 @@ impl Framework {
             else {
                 continue;
             };
-            let s = ext.remove_pod(state, pod_to_schedule, pod_to_remove, node);
+            let s = call(ext, state);
             if !s.is_success() {
                 return Status::error(format!(
-                    "running RemovePod on PreFilter plugin {:?}: {}",
+                    "running {what} on PreFilter plugin {:?}: {}",
                     e.name(),
                     s.message()
                 ))
