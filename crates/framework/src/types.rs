@@ -33,7 +33,8 @@ pub struct PluginScore {
 pub struct NodePluginScores {
     /// Node name.
     pub name: String,
-    /// Per-plugin weighted scores, in plugin order.
+    /// Per-plugin weighted scores, in plugin order; filled only when trace logging of
+    /// `ksched_framework::score` is on (the breakdown costs allocations per node).
     pub scores: Vec<PluginScore>,
     /// Sum of the weighted scores.
     pub total_score: i64,

@@ -479,26 +479,43 @@ impl Framework {
                 return Err(s);
             }
         }
+        // The per-plugin breakdown costs a String and a Vec per node per cycle; it is only
+        // for debugging, so it is kept when trace logging of the framework is on.
+        let breakdown = tracing::enabled!(target: "ksched_framework::score", tracing::Level::TRACE);
         let result = nodes
             .iter()
             .enumerate()
             .map(|(i, n)| {
-                let scores: Vec<PluginScore> = plugins
+                let weighted = |j: usize, e: &&super::Enabled| per_plugin[j][i].score * e.weight;
+                let total_score = plugins
                     .iter()
                     .enumerate()
-                    .map(|(j, e)| PluginScore {
-                        name: e.name().to_owned(),
-                        score: per_plugin[j][i].score * e.weight,
-                    })
-                    .collect();
-                let total_score = scores.iter().map(|s| s.score).sum();
+                    .map(|(j, e)| weighted(j, e))
+                    .sum();
+                let scores = if breakdown {
+                    plugins
+                        .iter()
+                        .enumerate()
+                        .map(|(j, e)| PluginScore {
+                            name: e.name().to_owned(),
+                            score: weighted(j, e),
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 NodePluginScores {
                     name: n.node_name().to_owned(),
                     scores,
                     total_score,
                 }
             })
-            .collect();
+            .collect::<Vec<_>>();
+        if breakdown {
+            for r in &result {
+                tracing::trace!(target: "ksched_framework::score", node = %r.name, total = r.total_score, scores = ?r.scores);
+            }
+        }
         self.observe_point("Score", &Status::success(), start);
         Ok(result)
     }
