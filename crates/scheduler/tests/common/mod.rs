@@ -11,8 +11,11 @@ use tokio_util::sync::CancellationToken;
 
 /// A running in-process scheduler.
 pub struct Running {
+    /// Cancel to shut the scheduler down.
     pub token: CancellationToken,
+    /// The `run` task.
     pub task: JoinHandle<Result<(), ksched::Error>>,
+    /// Where `/healthz`, `/readyz` and `/metrics` listen.
     pub http: SocketAddr,
 }
 
