@@ -88,6 +88,12 @@ impl Election {
         }
     }
 
+    /// Stops campaigning without touching the Lease: after losing it, a release would clear
+    /// the new holder's claim.
+    pub fn abandon(self) {
+        self.task.abort();
+    }
+
     /// Stops campaigning and releases the lease if we hold it.
     pub async fn release(self) {
         drop(self.is_leader);

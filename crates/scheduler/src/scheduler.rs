@@ -537,10 +537,13 @@ impl Scheduler {
             () = inner.scheduling_loop() => Ok(()),
             () = lost => Err(Error::LeaderElection("leadership lost; stopping at once".into())),
         };
-        if let Some(e) = election
-            && result.is_ok()
-        {
-            e.release().await;
+        if let Some(e) = election {
+            if result.is_ok() {
+                e.release().await;
+            } else {
+                // The lease is someone else's now (or unreachable): never release it.
+                e.abandon();
+            }
         }
         result
     }
