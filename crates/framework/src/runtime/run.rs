@@ -118,12 +118,7 @@ impl Framework {
                     continue;
                 }
                 Code::Error | Code::Wait => {
-                    let s = Status::error(format!(
-                        "running PreFilter plugin {:?}: {}",
-                        e.name(),
-                        s.message()
-                    ))
-                    .with_plugin(e.name());
+                    let s = plugin_error("PreFilter", e.name(), &s);
                     self.observe_point("PreFilter", &s, start);
                     return (None, s, rejectors);
                 }
@@ -330,12 +325,7 @@ impl Framework {
                     }
                 }
                 _ => {
-                    let s = Status::error(format!(
-                        "running PostFilter plugin {:?}: {}",
-                        e.name(),
-                        s.message()
-                    ))
-                    .with_plugin(e.name());
+                    let s = plugin_error("PostFilter", e.name(), &s);
                     self.observe_point("PostFilter", &s, start);
                     return (None, s);
                 }
@@ -369,12 +359,7 @@ impl Framework {
             if s.is_skip() {
                 skip.insert(e.name().to_owned());
             } else if !s.is_success() {
-                let s = Status::error(format!(
-                    "running PreScore plugin {:?}: {}",
-                    e.name(),
-                    s.message()
-                ))
-                .with_plugin(e.name());
+                let s = plugin_error("PreScore", e.name(), &s);
                 self.observe_point("PreScore", &s, start);
                 return s;
             }
@@ -408,16 +393,7 @@ impl Framework {
             let s = p.reserve(state, pod, node_name).await;
             self.observe_plugin(state, e.name(), "Reserve", &s, t);
             if !s.is_success() {
-                let s = if s.is_rejected() {
-                    s.with_plugin(e.name())
-                } else {
-                    Status::error(format!(
-                        "running Reserve plugin {:?}: {}",
-                        e.name(),
-                        s.message()
-                    ))
-                    .with_plugin(e.name())
-                };
+                let s = rejection_or_error("Reserve", e.name(), s);
                 self.observe_point("Reserve", &s, start);
                 return s;
             }
@@ -474,12 +450,7 @@ impl Framework {
                     return s;
                 }
                 _ => {
-                    let s = Status::error(format!(
-                        "running Permit plugin {:?}: {}",
-                        e.name(),
-                        s.message()
-                    ))
-                    .with_plugin(e.name());
+                    let s = plugin_error("Permit", e.name(), &s);
                     self.observe_point("Permit", &s, start);
                     return s;
                 }
@@ -577,16 +548,7 @@ impl Framework {
             let s = p.pre_bind(state, pod, node_name).await;
             self.observe_plugin(state, e.name(), "PreBind", &s, t);
             if !s.is_success() {
-                let s = if s.is_rejected() {
-                    s.with_plugin(e.name())
-                } else {
-                    Status::error(format!(
-                        "running PreBind plugin {:?}: {}",
-                        e.name(),
-                        s.message()
-                    ))
-                    .with_plugin(e.name())
-                };
+                let s = rejection_or_error("PreBind", e.name(), s);
                 self.observe_point("PreBind", &s, start);
                 return s;
             }
@@ -614,12 +576,7 @@ impl Framework {
             status = if s.is_success() || s.is_rejected() {
                 s.with_plugin(e.name())
             } else {
-                Status::error(format!(
-                    "running Bind plugin {:?}: {}",
-                    e.name(),
-                    s.message()
-                ))
-                .with_plugin(e.name())
+                plugin_error("Bind", e.name(), &s)
             };
             break;
         }
@@ -638,5 +595,25 @@ impl Framework {
             }
         }
         self.observe_point("PostBind", &Status::success(), start);
+    }
+}
+
+/// A plugin's failure at `point` as an Error status naming the plugin (upstream wraps
+/// non-rejection codes this way).
+fn plugin_error(point: &str, plugin: &str, s: &Status) -> Status {
+    Status::error(format!(
+        "running {point} plugin {plugin:?}: {}",
+        s.message()
+    ))
+    .with_plugin(plugin)
+}
+
+/// Rejections keep their code (they decide backoff and requeueing); anything else becomes an
+/// Error naming the plugin.
+fn rejection_or_error(point: &str, plugin: &str, s: Status) -> Status {
+    if s.is_rejected() {
+        s.with_plugin(plugin)
+    } else {
+        plugin_error(point, plugin, &s)
     }
 }
