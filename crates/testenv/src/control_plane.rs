@@ -12,7 +12,9 @@ use kube::{Api, Client, Config};
 use serde::Deserialize;
 
 use crate::process::Supervised;
-use crate::{Error, KubeScheduler, KubeSchedulerOptions, Result, TestNamespace};
+use crate::{
+    Babysat, Error, ExecOptions, KubeScheduler, KubeSchedulerOptions, Result, TestNamespace,
+};
 
 const READY_MARKER: &str = "KSCHED_TESTENV_READY ";
 
@@ -238,15 +240,7 @@ impl ControlPlane {
 
     /// Stops kube-apiserver and etcd and removes the working directory (unless kept).
     pub async fn stop(self) -> Result<()> {
-        tokio::task::spawn_blocking(move || {
-            self.supervisor.stop(Duration::from_secs(60))?;
-            Ok(())
-        })
-        .await
-        .map_err(|e| Error::NotRunning {
-            message: format!("stop task failed: {e}"),
-            output: String::new(),
-        })?
+        self.supervisor.stop_async(Duration::from_secs(60)).await
     }
 
     /// An error with the supervisor's last output if the control plane is no longer running.
@@ -438,6 +432,14 @@ impl ControlPlane {
         format!("{prefix}-{n}{salt:03x}")
     }
 
+    /// Runs any program (a scheduler under test, say) under `ksched-testenv exec --watch-stdin`:
+    /// it is stopped (SIGTERM, then SIGKILL) when the returned handle is dropped or stopped, and
+    /// dies with this process even if this process is SIGKILLed.
+    pub fn exec(&self, options: ExecOptions) -> Result<Babysat> {
+        self.ensure_running()?;
+        Babysat::start(&self.info.bin_dir, options)
+    }
+
     /// Starts the upstream kube-scheduler (built by `testenv/build.sh`) against this control plane.
     pub async fn start_kube_scheduler(
         &self,
@@ -457,4 +459,14 @@ impl ControlPlane {
             output: String::new(),
         })?
     }
+}
+
+/// A free TCP port on 127.0.0.1 (bound, read, released: another process may take it before it
+/// is used, which is unlikely on a test machine).
+pub fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(Error::io("binding 127.0.0.1:0".to_owned()))?;
+    Ok(l.local_addr()
+        .map_err(Error::io("reading the bound address".to_owned()))?
+        .port())
 }

@@ -197,6 +197,16 @@ impl Supervised {
         }
     }
 
+    /// [`Supervised::stop`] on a blocking thread, for async callers.
+    pub(crate) async fn stop_async(self, timeout: Duration) -> Result<()> {
+        tokio::task::spawn_blocking(move || self.stop(timeout).map(drop))
+            .await
+            .map_err(|e| Error::NotRunning {
+                message: format!("stop task failed: {e}"),
+                output: String::new(),
+            })?
+    }
+
     /// Kills the process immediately (its children die through Pdeathsig) and reaps it.
     pub(crate) fn kill(&self) {
         if let Some(mut child) = self.lock().take() {

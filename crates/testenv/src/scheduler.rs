@@ -1,9 +1,8 @@
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
-
+use crate::exec::Babysat;
 use crate::process::Supervised;
 use crate::{Error, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// Options for [`crate::ControlPlane::start_kube_scheduler`].
 #[derive(Clone, Debug)]
@@ -22,6 +21,10 @@ pub struct KubeSchedulerOptions {
     pub config_yaml: Option<String>,
     /// Extra command-line flags.
     pub extra_args: Vec<String>,
+    /// Serve `/healthz`, `/readyz`, `/livez` and `/metrics` over HTTPS (self-signed) on
+    /// `127.0.0.1:<port>`, open to anonymous requests; `None` (default): `--secure-port=0`, no
+    /// serving. See [`KubeScheduler::https_url`] and [`crate::free_port`].
+    pub secure_port: Option<u16>,
 }
 
 impl Default for KubeSchedulerOptions {
@@ -33,6 +36,7 @@ impl Default for KubeSchedulerOptions {
             verbosity: 2,
             config_yaml: None,
             extra_args: Vec::new(),
+            secure_port: None,
         }
     }
 }
@@ -47,13 +51,14 @@ impl KubeSchedulerOptions {
     }
 }
 
-/// A running upstream kube-scheduler (leader election off, no serving port), babysat by
-/// `ksched-testenv exec`: it is stopped when this handle is dropped or the test process exits.
+/// A running upstream kube-scheduler (leader election off, no serving port unless
+/// [`KubeSchedulerOptions::secure_port`]), babysat by `ksched-testenv exec`: it is stopped when
+/// this handle is dropped or the test process exits.
 #[derive(Debug)]
 pub struct KubeScheduler {
-    process: Supervised,
-    log: PathBuf,
+    process: Babysat,
     config: PathBuf,
+    secure_port: Option<u16>,
 }
 
 impl KubeScheduler {
@@ -87,21 +92,43 @@ impl KubeScheduler {
             .arg(format!("--log={}", log.display()))
             .arg("--")
             .arg(bin_dir.join("kube-scheduler"))
-            .arg(format!("--config={}", config.display()))
-            .arg("--secure-port=0")
-            .arg(format!("--v={}", o.verbosity))
-            .args(&o.extra_args);
+            .arg(format!("--config={}", config.display()));
+        match o.secure_port {
+            None => {
+                cmd.arg("--secure-port=0");
+            }
+            Some(port) => {
+                cmd.arg(format!("--secure-port={port}"))
+                    .arg("--bind-address=127.0.0.1")
+                    .arg(format!("--cert-dir={}", dir.join("serving").display()))
+                    .arg("--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics");
+            }
+        }
+        cmd.arg(format!("--v={}", o.verbosity)).args(&o.extra_args);
         let (process, _) = Supervised::spawn("kube-scheduler", cmd, "\u{0}never\u{0}")?;
         Ok(KubeScheduler {
-            process,
-            log,
+            process: Babysat::from_supervised("kube-scheduler", process, log),
             config,
+            secure_port: o.secure_port,
         })
     }
 
     /// Path of kube-scheduler's log (stdout and stderr).
     pub fn log_path(&self) -> &Path {
-        &self.log
+        self.process.log_path()
+    }
+
+    /// PID of the kube-scheduler process itself (not of its `ksched-testenv exec` babysitter),
+    /// e.g. to read its peak RSS from `/proc/<pid>/status`.
+    pub fn pid(&self) -> Result<u32> {
+        self.process.pid()
+    }
+
+    /// `https://127.0.0.1:<port>` when started with [`KubeSchedulerOptions::secure_port`]
+    /// (self-signed certificate: skip verification; `/healthz`, `/readyz`, `/livez`, `/metrics`
+    /// need no credentials).
+    pub fn https_url(&self) -> Option<String> {
+        self.secure_port.map(|p| format!("https://127.0.0.1:{p}"))
     }
 
     /// Path of the KubeSchedulerConfiguration in use.
@@ -111,40 +138,16 @@ impl KubeScheduler {
 
     /// The last `lines` lines of kube-scheduler's log.
     pub fn log_tail(&self, lines: usize) -> String {
-        match std::fs::read_to_string(&self.log) {
-            Ok(text) => {
-                let all: Vec<&str> = text.lines().collect();
-                all[all.len().saturating_sub(lines)..].join("\n")
-            }
-            Err(e) => format!("(cannot read {}: {e})", self.log.display()),
-        }
+        self.process.log_tail(lines)
     }
 
     /// An error with the log tail if kube-scheduler has exited.
     pub fn ensure_running(&self) -> Result<()> {
-        self.process.ensure_running().map_err(|e| match e {
-            Error::NotRunning { message, output } => Error::NotRunning {
-                message,
-                output: format!(
-                    "{output}\n--- last lines of {} ---\n{}",
-                    self.log.display(),
-                    self.log_tail(30)
-                ),
-            },
-            other => other,
-        })
+        self.process.ensure_running()
     }
 
     /// Stops kube-scheduler (SIGTERM, SIGKILL after 10 s) and waits for it.
     pub async fn stop(self) -> Result<()> {
-        tokio::task::spawn_blocking(move || {
-            self.process.stop(Duration::from_secs(30))?;
-            Ok(())
-        })
-        .await
-        .map_err(|e| Error::NotRunning {
-            message: format!("stop task failed: {e}"),
-            output: String::new(),
-        })?
+        self.process.stop().await
     }
 }

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark on the real control plane: networktraffic-scheduler (ours, default
+# profile) against upstream kube-scheduler v1.37.2, scheduler_perf-style. See docs/benchmarks.md,
+# "Side by side with kube-scheduler".
+#
+#   scripts/bench-e2e.sh [--nodes 500,1000,5000] [--pods 5000] [--out report.md] [other flags]
+#
+# Builds the harness binaries (etcd, kube-apiserver, kube-scheduler; cached) and the release
+# networktraffic-scheduler and ksched-bench-e2e, then runs ksched-bench-e2e with the given flags
+# (`--help` lists them all: --schedulers, --qps, --burst, --create-concurrency, --json, --work-dir, ...).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+KSCHED_TESTENV_BIN_DIR="$(testenv/build.sh | tail -n 1)"
+export KSCHED_TESTENV_BIN_DIR
+
+cargo build --release --locked -p networktraffic-scheduler -p ksched-bench-e2e
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs)" >&2
+exec target/release/ksched-bench-e2e --ours-bin target/release/networktraffic-scheduler "$@"
