@@ -16,4 +16,9 @@ export KSCHED_TESTENV_BIN_DIR
 
 cargo build --release --locked -p networktraffic-scheduler -p ksched-bench-e2e
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs)" >&2
-exec target/release/ksched-bench-e2e --ours-bin target/release/networktraffic-scheduler "$@"
+revision="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if ! git diff --quiet HEAD -- crates examples Cargo.lock 2>/dev/null; then
+    revision="$revision + uncommitted changes"
+fi
+exec target/release/ksched-bench-e2e --ours-bin target/release/networktraffic-scheduler \
+    --revision "$revision" "$@"

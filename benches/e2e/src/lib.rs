@@ -118,6 +118,11 @@ pub struct BenchOptions {
     pub work_dir: Option<PathBuf>,
     /// Directory with the harness binaries (default: `KSCHED_TESTENV_BIN_DIR` or `testenv/build.sh`).
     pub bin_dir: Option<PathBuf>,
+    /// What was measured (e.g. the git revision of the scheduler binary), shown in the report.
+    pub revision: Option<String>,
+    /// Pods created and deleted once before the first run (no scheduler picks them), so the
+    /// first scheduler measured does not pay for a cold kube-apiserver and client.
+    pub warmup_pods: usize,
 }
 
 impl BenchOptions {
@@ -139,6 +144,8 @@ impl BenchOptions {
             pod_requests: ("100m".to_owned(), "500Mi".to_owned()),
             work_dir: None,
             bin_dir: None,
+            revision: None,
+            warmup_pods: 1000,
         }
     }
 }

@@ -50,6 +50,13 @@ struct Args {
     /// Keep scheduler configs, logs and /metrics dumps here.
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// What is measured (e.g. the git revision), shown in the report.
+    #[arg(long)]
+    revision: Option<String>,
+    /// Pods created and deleted before the first run to warm up kube-apiserver (no scheduler
+    /// picks them).
+    #[arg(long, default_value_t = 1000)]
+    warmup_pods: usize,
 }
 
 fn main() -> ExitCode {
@@ -64,6 +71,8 @@ fn main() -> ExitCode {
     o.run_timeout = Duration::from_secs(a.timeout);
     o.upstream_verbosity = a.upstream_v;
     o.work_dir = a.work_dir;
+    o.revision = a.revision;
+    o.warmup_pods = a.warmup_pods;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

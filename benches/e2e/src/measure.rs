@@ -151,6 +151,15 @@ pub(crate) async fn run(o: &BenchOptions, progress: &(dyn Fn(&str) + Sync)) -> R
         .timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| Error(format!("HTTP client: {e}")))?;
+    if o.warmup_pods > 0 {
+        let t = Instant::now();
+        warm_up(&cp, &client, o).await?;
+        progress(&format!(
+            "warm-up: {} pods created and deleted ({:.1}s)",
+            o.warmup_pods,
+            t.elapsed().as_secs_f64()
+        ));
+    }
     let mut runs = Vec::new();
     let mut existing_nodes = 0;
     for &nodes in &o.node_counts {
@@ -197,6 +206,69 @@ pub(crate) async fn run(o: &BenchOptions, progress: &(dyn Fn(&str) + Sync)) -> R
         options: crate::report::OptionsSummary::from(o),
         runs,
     })
+}
+
+/// Creates `warmup_pods` pods for a scheduler nobody runs, the way the runs do, then deletes them.
+async fn warm_up(cp: &ControlPlane, client: &Client, o: &BenchOptions) -> Result<()> {
+    let ns = cp.namespace("bench-warmup").await?;
+    let tracker = Tracker::new(o.warmup_pods);
+    create_pods(client, ns.name(), o, o.warmup_pods, "nobody", &tracker).await?;
+    delete_pods(client, ns.name()).await
+}
+
+/// Creates pods `pod-0 .. pod-<count-1>` with `create_concurrency` requests in flight and
+/// records when each create returned.
+async fn create_pods(
+    client: &Client,
+    namespace: &str,
+    o: &BenchOptions,
+    count: usize,
+    scheduler_name: &str,
+    tracker: &Tracker,
+) -> Result<Instant> {
+    futures::stream::iter(0..count)
+        .map(|i| async move {
+            let pod = TestPod::new(format!("pod-{i}"))
+                .cpu(o.pod_requests.0.clone())
+                .memory(o.pod_requests.1.clone())
+                .scheduler_name(scheduler_name);
+            ksched_testenv::create_pod(client, namespace, &pod).await?;
+            tracker
+                .created
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)[i] = Some(Instant::now());
+            Ok::<(), ksched_testenv::Error>(())
+        })
+        .buffer_unordered(o.create_concurrency.max(1))
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(Instant::now())
+}
+
+/// Deletes every pod of the namespace (grace period 0) and waits until they are gone.
+async fn delete_pods(client: &Client, namespace: &str) -> Result<()> {
+    let pods_api = Api::<Pod>::namespaced(client.clone(), namespace);
+    pods_api
+        .delete_collection(
+            &DeleteParams::default().grace_period(0),
+            &ListParams::default(),
+        )
+        .await?;
+    let t_del = Instant::now();
+    while !pods_api
+        .list_metadata(&ListParams::default().limit(1))
+        .await?
+        .items
+        .is_empty()
+    {
+        if t_del.elapsed() > Duration::from_secs(300) {
+            return Err(Error(format!(
+                "pods of {namespace} not deleted after 300 s"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
 }
 
 /// Pods one node holds by CPU, memory and pod count (rough: plain decimal/binary quantities).
@@ -515,29 +587,7 @@ async fn run_one(
         let tracker = tracker.clone();
         let o = o.clone();
         tokio::spawn(async move {
-            let result = futures::stream::iter(0..o.pods)
-                .map(|i| {
-                    let client = &client;
-                    let ns_name = &ns_name;
-                    let tracker = &tracker;
-                    let o = &o;
-                    async move {
-                        let pod = TestPod::new(format!("pod-{i}"))
-                            .cpu(o.pod_requests.0.clone())
-                            .memory(o.pod_requests.1.clone())
-                            .scheduler_name(o.scheduler_name.clone());
-                        ksched_testenv::create_pod(client, ns_name, &pod).await?;
-                        tracker
-                            .created
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)[i] = Some(Instant::now());
-                        Ok::<(), ksched_testenv::Error>(())
-                    }
-                })
-                .buffer_unordered(o.create_concurrency.max(1))
-                .try_collect::<Vec<()>>()
-                .await;
-            result.map(|_| Instant::now())
+            create_pods(&client, &ns_name, &o, o.pods, &o.scheduler_name, &tracker).await
         })
     };
 
@@ -595,28 +645,7 @@ async fn run_one(
     let load_after = loadavg();
 
     // Remove this run's pods so the next scheduler starts from empty nodes.
-    let pods_api = Api::<Pod>::namespaced(client.clone(), ns.name());
-    pods_api
-        .delete_collection(
-            &DeleteParams::default().grace_period(0),
-            &ListParams::default(),
-        )
-        .await?;
-    let t_del = Instant::now();
-    while !pods_api
-        .list_metadata(&ListParams::default().limit(1))
-        .await?
-        .items
-        .is_empty()
-    {
-        if t_del.elapsed() > Duration::from_secs(300) {
-            return Err(Error(format!(
-                "pods of {} not deleted after 300 s",
-                ns.name()
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    delete_pods(client, ns.name()).await?;
 
     let created = std::mem::take(
         &mut *tracker

@@ -29,6 +29,8 @@ pub struct OptionsSummary {
     pub node_capacity: (String, String, u32),
     /// Pod requests (cpu, memory).
     pub pod_requests: (String, String),
+    /// What was measured (git revision), if given.
+    pub revision: Option<String>,
 }
 
 impl From<&BenchOptions> for OptionsSummary {
@@ -44,6 +46,7 @@ impl From<&BenchOptions> for OptionsSummary {
             upstream_verbosity: o.upstream_verbosity,
             node_capacity: o.node_capacity.clone(),
             pod_requests: o.pod_requests.clone(),
+            revision: o.revision.clone(),
         }
     }
 }
@@ -111,8 +114,13 @@ pub fn markdown(r: &Report) -> String {
     let o = &r.options;
     let _ = writeln!(
         out,
-        "Measured {} on {}; load average at start {}.\n",
-        r.started_at, r.machine, r.load_at_start
+        "Measured {}{} on {}; load average at start {}.\n",
+        r.started_at,
+        o.revision
+            .as_ref()
+            .map_or(String::new(), |v| format!(" (revision {v})")),
+        r.machine,
+        r.load_at_start
     );
     let _ = writeln!(
         out,

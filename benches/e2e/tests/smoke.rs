@@ -46,6 +46,7 @@ async fn both_schedulers_give_a_complete_report() {
     let mut o = BenchOptions::new(ours_bin());
     o.node_counts = vec![20];
     o.pods = 50;
+    o.warmup_pods = 50;
     o.run_timeout = std::time::Duration::from_secs(60);
     let report = ksched_bench_e2e::run(&o, &|line| eprintln!("{line}"))
         .await
