@@ -1,5 +1,7 @@
 //! The kube client the scheduler uses: kubeconfig (or in-cluster) plus a client-side rate
-//! limit, since kube-rs has none (client-go's QPS/burst, from `clientConnection.qps/burst`).
+//! limit, since kube-rs has none (client-go's QPS/burst, from `clientConnection.qps/burst`),
+//! and a response timeout on every request but watches, since kube-rs has none by default
+//! either (a binding sent on a dead connection would otherwise wait forever).
 
 use std::{
     future::Future,
@@ -8,6 +10,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
+    time::Duration,
 };
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -53,7 +56,93 @@ pub async fn build_client(
 pub fn client_from_config(config: Config, qps: f32, burst: u32) -> Result<Client, Error> {
     let builder = ClientBuilder::try_from(config)
         .map_err(|e| Error::Client(format!("building the kube client: {e}")))?;
-    Ok(builder.with_layer(&RateLimitLayer::new(qps, burst)).build())
+    Ok(builder
+        .with_layer(&RequestTimeoutLayer::new(REQUEST_TIMEOUT))
+        .with_layer(&RateLimitLayer::new(qps, burst))
+        .build())
+}
+
+/// How long a request (other than a watch) may wait for its response: kube-apiserver's own
+/// `--request-timeout` default. A healthy apiserver answers or times the request out itself
+/// by then, so only a request on a dead connection (a network partition, an apiserver frozen
+/// mid-request) reaches it.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Fails a request whose response has not arrived within a timeout. Watches (`watch=true`) and
+/// followed logs are exempt: they are meant to stay open (kube's watcher has its own idle
+/// timeout).
+#[derive(Clone, Copy, Debug)]
+pub struct RequestTimeoutLayer {
+    timeout: Duration,
+}
+
+impl RequestTimeoutLayer {
+    /// A limit of `timeout` per request.
+    #[must_use]
+    pub fn new(timeout: Duration) -> Self {
+        Self { timeout }
+    }
+}
+
+impl<S> Layer<S> for RequestTimeoutLayer {
+    type Service = RequestTimeout<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestTimeout {
+            inner,
+            timeout: self.timeout,
+        }
+    }
+}
+
+/// The service [`RequestTimeoutLayer`] produces.
+#[derive(Clone, Debug)]
+pub struct RequestTimeout<S> {
+    inner: S,
+    timeout: Duration,
+}
+
+/// The error of a request that timed out.
+#[derive(Debug, thiserror::Error)]
+#[error("no response from the apiserver within {0:?}")]
+pub struct RequestTimedOut(pub Duration);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Whether a request is meant to stay open (a watch, a followed log).
+fn long_running<B>(req: &axum::http::Request<B>) -> bool {
+    req.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|kv| matches!(kv, "watch=true" | "watch=1" | "follow=true" | "follow=1"))
+    })
+}
+
+impl<S, B> Service<axum::http::Request<B>> for RequestTimeout<S>
+where
+    S: Service<axum::http::Request<B>>,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
+        let limit = (!long_running(&req)).then_some(self.timeout);
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            match limit {
+                None => fut.await.map_err(Into::into),
+                Some(t) => match tokio::time::timeout(t, fut).await {
+                    Ok(r) => r.map_err(Into::into),
+                    Err(_) => Err(Box::new(RequestTimedOut(t)) as BoxError),
+                },
+            }
+        })
+    }
 }
 
 /// A token-bucket limit on requests (GCRA from `governor`): `qps` per second, `burst` at once.
@@ -153,6 +242,34 @@ mod tests {
         let took = start.elapsed();
         assert!(took.as_millis() >= 150, "{took:?}");
         assert!(took.as_millis() < 2000, "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_time_out_but_watches_do_not() {
+        let never = service_fn(|_: axum::http::Request<()>| {
+            std::future::pending::<Result<(), Infallible>>()
+        });
+        let mut svc = RequestTimeoutLayer::new(Duration::from_secs(60)).layer(never);
+        let req = |uri: &str| axum::http::Request::get(uri).body(()).unwrap();
+        let err = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(req("/api/v1/namespaces/a/pods/p/binding"))
+            .await
+            .unwrap_err();
+        assert!(err.is::<RequestTimedOut>(), "{err}");
+        let watch = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(req("/api/v1/pods?watch=true&timeoutSeconds=290"));
+        assert!(
+            tokio::time::timeout(Duration::from_secs(3600), watch)
+                .await
+                .is_err(),
+            "a watch must not be timed out"
+        );
     }
 
     #[tokio::test]

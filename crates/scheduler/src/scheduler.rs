@@ -425,9 +425,14 @@ impl Scheduler {
         self.inner.profiles.keys().cloned().collect()
     }
 
-    /// Runs until `shutdown` is cancelled (then: stop popping, let bindings finish for up to
-    /// 30 s, release the lease, return `Ok`) or leadership is lost (return
-    /// [`Error::LeaderElection`] at once, as upstream exits).
+    /// Runs until `shutdown` is cancelled or leadership is lost.
+    ///
+    /// On `shutdown`: stop popping, release the Lease while the bindings in flight get up to
+    /// 30 s and then the `PodScheduled` status updates up to 5 s, stop the HTTP server (at most
+    /// 1 s), return `Ok` — at most about 36 s, and at once when nothing is in flight. What is
+    /// still running then is cancelled when the caller drops the runtime; its pods are left for
+    /// the next leader. On lost leadership: return [`Error::LeaderElection`] without waiting for
+    /// bindings, as upstream exits at once.
     ///
     /// # Errors
     /// Serving the HTTP endpoints failed, the election failed, or leadership was lost.
@@ -467,41 +472,60 @@ impl Scheduler {
         let flushes = inner.queue.run();
         let cache_metrics = spawn_cache_metrics(inner.clone(), stop.clone());
 
-        let outcome = self
+        let (outcome, election) = self
             .lead_and_schedule(&inner, client, &mut synced, &shutdown)
             .await;
-
-        // Shutdown: stop popping, give bindings time to finish, stop the rest.
+        let started = std::time::Instant::now();
         inner.queue.close();
         inner.bindings.close();
-        if tokio::time::timeout(BINDING_DRAIN_TIMEOUT, inner.bindings.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "bindings still running after {BINDING_DRAIN_TIMEOUT:?}; exiting anyway"
-            );
-        }
         inner.status_updates.tracker.close();
-        let _ =
-            tokio::time::timeout(Duration::from_secs(5), inner.status_updates.tracker.wait()).await;
+        match (&outcome, election) {
+            (Ok(()), election) => {
+                // Graceful: release the Lease at once (the standby takes over without waiting
+                // for it to expire) while the bindings in flight finish.
+                let release = async {
+                    if let Some(e) = election {
+                        e.release().await;
+                    }
+                };
+                tokio::join!(release, drain(&inner));
+            }
+            (Err(_), Some(e)) => {
+                // The Lease is someone else's now (or unreachable): never release it, and do
+                // not wait for our bindings either — the new leader schedules; a binding of
+                // ours that still lands is answered 409 on its side. Upstream exits at once.
+                e.abandon();
+            }
+            (Err(_), None) => {}
+        }
         stop.cancel();
         for t in informers.into_iter().chain(flushes).chain([cache_metrics]) {
             t.abort();
         }
-        let _ = http_task.await;
+        // Graceful HTTP shutdown waits for open connections; a scraper holding one must not
+        // hold the process.
+        if tokio::time::timeout(HTTP_SHUTDOWN_TIMEOUT, http_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("HTTP connections still open after {HTTP_SHUTDOWN_TIMEOUT:?}; closing");
+        }
+        tracing::info!(took = ?started.elapsed(), "shutdown complete");
         outcome
     }
 
+    /// Waits for the informers, campaigns (when leader election is on) and schedules until
+    /// shutdown or lost leadership; returns the outcome and the election, which the caller
+    /// releases or abandons.
     async fn lead_and_schedule(
         &self,
         inner: &Arc<Inner>,
         client: Client,
         synced: &mut eventhandlers::Synced,
         shutdown: &CancellationToken,
-    ) -> Result<()> {
+    ) -> (Result<()>, Option<Election>) {
         tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
+            () = shutdown.cancelled() => return (Ok(()), None),
             () = synced.wait() => {}
         }
         self.health.set_ready();
@@ -512,14 +536,16 @@ impl Scheduler {
         );
         let mut election = if self.config.leader_election.leader_elect {
             let mut e =
-                Election::start(client, &self.config.leader_election, &self.identity).await?;
+                match Election::start(client, &self.config.leader_election, &self.identity).await {
+                    Ok(e) => e,
+                    Err(e) => return (Err(e), None),
+                };
             tracing::info!(identity = %self.identity, lease = %format!("{}/{}", self.config.leader_election.resource_namespace, self.config.leader_election.resource_name), "waiting to become leader");
             tokio::select! {
-                () = shutdown.cancelled() => {
-                    e.release().await;
-                    return Ok(());
-                }
-                r = e.until_leader() => r?,
+                () = shutdown.cancelled() => return (Ok(()), Some(e)),
+                r = e.until_leader() => if let Err(err) = r {
+                    return (Err(err), Some(e));
+                },
             }
             tracing::info!(identity = %self.identity, "became leader");
             Some(e)
@@ -537,15 +563,42 @@ impl Scheduler {
             () = inner.scheduling_loop() => Ok(()),
             () = lost => Err(Error::LeaderElection("leadership lost; stopping at once".into())),
         };
-        if let Some(e) = election {
-            if result.is_ok() {
-                e.release().await;
-            } else {
-                // The lease is someone else's now (or unreachable): never release it.
-                e.abandon();
-            }
-        }
-        result
+        (result, election)
+    }
+}
+
+/// How long the HTTP server gets to close its connections at shutdown.
+const HTTP_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long status updates (`PodScheduled=False`) get after the bindings have drained.
+const STATUS_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Lets the bindings in flight finish for up to [`BINDING_DRAIN_TIMEOUT`], then the status
+/// updates for up to [`STATUS_DRAIN_TIMEOUT`]. What is still running after that is cancelled
+/// when the runtime stops: a pod whose binding did not land stays unbound, and the next leader
+/// lists and schedules it (upstream does not wait at all).
+async fn drain(inner: &Inner) {
+    let in_flight = inner.bindings.len();
+    if in_flight > 0 {
+        tracing::info!(in_flight, "waiting for bindings in flight");
+    }
+    if tokio::time::timeout(BINDING_DRAIN_TIMEOUT, inner.bindings.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            cancelled = inner.bindings.len(),
+            "bindings still running after {BINDING_DRAIN_TIMEOUT:?}; cancelling them (their pods \
+             stay unbound for the next scheduler)"
+        );
+    }
+    if tokio::time::timeout(STATUS_DRAIN_TIMEOUT, inner.status_updates.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            cancelled = inner.status_updates.tracker.len(),
+            "status updates still running after {STATUS_DRAIN_TIMEOUT:?}; cancelling them"
+        );
     }
 }
 

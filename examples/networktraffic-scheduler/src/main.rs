@@ -139,7 +139,11 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    match rt.block_on(run(args)) {
+    let result = rt.block_on(run(args));
+    // Tasks still running (bindings past the drain, see `Scheduler::run`) are cancelled here;
+    // a blocking task would otherwise hold the exit indefinitely.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Error::Config(e)) => {
             eprintln!("invalid configuration:\n{e}");
