@@ -2,38 +2,11 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use k8s_openapi::{
     api::core::v1::{Node, NodeStatus, Pod, PodSpec},
     apimachinery::pkg::api::resource::Quantity,
 };
-use ksched::Scheduler;
-use ksched_framework::{BindPlugin, CycleState, Handle, Plugin, PluginArgs, Status};
-use parking_lot::Mutex;
-
-type Bound = Arc<Mutex<Vec<(String, String)>>>;
-
-struct MemoryBinder(Bound);
-
-impl Plugin for MemoryBinder {
-    fn name(&self) -> &str {
-        "MemoryBinder"
-    }
-    fn as_bind(&self) -> Option<&dyn BindPlugin> {
-        Some(self)
-    }
-}
-
-#[async_trait]
-impl BindPlugin for MemoryBinder {
-    async fn bind(&self, _: &CycleState, pod: &Pod, node: &str) -> Status {
-        self.0.lock().push((
-            pod.metadata.name.clone().unwrap_or_default(),
-            node.to_owned(),
-        ));
-        Status::success()
-    }
-}
+use ksched::{Scheduler, offline::MemoryBinder};
 
 fn node(name: &str) -> Arc<Node> {
     let mut n = Node::default();
@@ -65,12 +38,9 @@ fn pod(name: &str) -> Arc<Pod> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedules_and_binds_in_memory() {
-    let bound = Bound::default();
-    let b = bound.clone();
+    let binder = MemoryBinder::new();
     let sched = Scheduler::builder()
-        .with_plugin("MemoryBinder", move |_: &PluginArgs, _: &Arc<Handle>| {
-            Ok(Arc::new(MemoryBinder(b.clone())) as Arc<dyn Plugin>)
-        })
+        .with_plugin(MemoryBinder::NAME, binder.factory())
         .with_config_yaml(
             "profiles:\n- schedulerName: sim\n  plugins:\n    bind:\n      disabled: [{name: DefaultBinder}]\n      enabled: [{name: MemoryBinder}]\n",
         )
@@ -89,18 +59,17 @@ async fn schedules_and_binds_in_memory() {
     }
     sched.wait_for_bindings().await;
     assert_eq!(scheduled, 10);
-    let bound = bound.lock().clone();
+    let bound = binder.take();
     assert_eq!(bound.len(), 10);
     // Report the bindings back, as the informer would: the queue forgets them, the cache
     // confirms them.
-    for (name, node) in &bound {
+    for b in &bound {
         let old = pods
             .iter()
-            .find(|p| p.metadata.name.as_deref() == Some(name))
+            .find(|p| ksched_framework::pod_key(p) == b.pod)
             .unwrap()
             .clone();
-        let mut new = (*old).clone();
-        new.spec.as_mut().unwrap().node_name = Some(node.clone());
+        let new = MemoryBinder::bound(&old, &b.node);
         sched.apply_pod(Some(old), Arc::new(new));
     }
     assert_eq!(sched.cache().pod_count(), 10);

@@ -14,7 +14,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use async_trait::async_trait;
 use indicatif::ProgressBar;
 use k8s_openapi::{
     api::core::v1::{
@@ -23,10 +22,9 @@ use k8s_openapi::{
     },
     apimachinery::pkg::{api::resource::Quantity, apis::meta::v1::ObjectMeta},
 };
-use ksched::Scheduler;
+use ksched::{Scheduler, offline::MemoryBinder};
 use ksched_framework::{
-    BindPlugin, CycleState, EventRecorder, EventType, Handle, Plugin, PluginArgs, PluginError,
-    Status, pod_key,
+    EventRecorder, EventType, Handle, Plugin, PluginArgs, PluginError, pod_key,
 };
 use ksched_networktraffic::{EXPECTED_BANDWIDTH_ANNOTATION, NetworkTraffic, NetworkTrafficArgs};
 use ksched_queue::{Clock, FakeClock};
@@ -43,8 +41,6 @@ use super::{
 const SCHEDULER_NAME: &str = "ksched-sim";
 /// The namespace of the simulated pods.
 const NAMESPACE: &str = "sim";
-/// The in-memory Bind plugin.
-const BINDER: &str = "SimBinder";
 /// How often the queue's own loop flushes unschedulable pods (upstream's 30 s).
 const LEFTOVER_FLUSH: Duration = Duration::from_secs(30);
 /// Simulated time after the last arrival when a run stops even if pods still wait in backoff
@@ -161,37 +157,6 @@ impl RunResult {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct EngineError(pub String);
-
-/// A binding the in-memory binder made.
-struct Bound {
-    key: String,
-    node: String,
-    at: Instant,
-}
-
-/// Binds in memory: records the binding; the engine reports it back like an informer.
-struct SimBinder(Arc<Mutex<Vec<Bound>>>);
-
-impl Plugin for SimBinder {
-    fn name(&self) -> &str {
-        BINDER
-    }
-    fn as_bind(&self) -> Option<&dyn BindPlugin> {
-        Some(self)
-    }
-}
-
-#[async_trait]
-impl BindPlugin for SimBinder {
-    async fn bind(&self, _: &CycleState, pod: &Pod, node: &str) -> Status {
-        self.0.lock().push(Bound {
-            key: pod_key(pod),
-            node: node.to_owned(),
-            at: Instant::now(),
-        });
-        Status::success()
-    }
-}
 
 /// Counts attempts (one event per attempt: `Scheduled` or `FailedScheduling`) and keeps the
 /// last failure message, per pod key; collects the victims DefaultPreemption picked (without
@@ -417,7 +382,7 @@ fn build_pod(name: &str, g: &super::scenario::PodGroup) -> Pod {
 /// The KubeSchedulerConfiguration of a run, as JSON (a subset of YAML).
 fn config_json(scenario: &Scenario, profile: ProfileKind) -> serde_json::Value {
     let mut plugins = json!({
-        "bind": {"disabled": [{"name": "DefaultBinder"}], "enabled": [{"name": BINDER}]},
+        "bind": {"disabled": [{"name": "DefaultBinder"}], "enabled": [{"name": MemoryBinder::NAME}]},
     });
     let mut profile_json = json!({"schedulerName": SCHEDULER_NAME});
     if profile.uses_network_traffic() {
@@ -521,17 +486,14 @@ pub async fn run(
     let clock = Arc::new(FakeClock::new());
     let start = clock.now();
     let sim_now = Arc::new(Mutex::new(Duration::ZERO));
-    let bound = Arc::new(Mutex::new(Vec::new()));
+    let binder = MemoryBinder::new();
     let recorder = Arc::new(SimRecorder::default());
     let slot: PluginSlot = Arc::default();
 
-    let binder_list = bound.clone();
     let mut builder = Scheduler::builder()
         .with_clock(clock.clone())
         .with_event_recorder(recorder.clone())
-        .with_plugin(BINDER, move |_: &PluginArgs, _: &Arc<Handle>| {
-            Ok(Arc::new(SimBinder(binder_list.clone())) as Arc<dyn Plugin>)
-        });
+        .with_plugin(MemoryBinder::NAME, binder.factory());
     if profile.uses_network_traffic() {
         let slot = slot.clone();
         let sim_now = sim_now.clone();
@@ -646,24 +608,20 @@ pub async fn run(
                     outcomes[i].preempted = true;
                 }
             }
-            let mut done = std::mem::take(&mut *bound.lock());
+            let mut done = binder.take();
             if done.is_empty() && victims.is_empty() {
                 break;
             }
             // Report bindings in scenario order whatever order the tasks finished in.
-            done.sort_by_key(|b| pod_index.get(&b.key).copied());
+            done.sort_by_key(|b| pod_index.get(&b.pod).copied());
             for b in done {
                 let (Some(&i), Some(&ni)) =
-                    (pod_index.get(&b.key), node_index.get(b.node.as_str()))
+                    (pod_index.get(&b.pod), node_index.get(b.node.as_str()))
                 else {
                     continue;
                 };
                 let old = current[i].clone();
-                let mut new = (*old).clone();
-                if let Some(spec) = new.spec.as_mut() {
-                    spec.node_name = Some(b.node.clone());
-                }
-                let new = Arc::new(new);
+                let new = Arc::new(MemoryBinder::bound(&old, &b.node));
                 sched.apply_pod(Some(old), new.clone());
                 current[i] = new;
                 let o = &mut outcomes[i];
