@@ -1,7 +1,9 @@
 //! The kube client the scheduler uses: kubeconfig (or in-cluster) plus a client-side rate
 //! limit, since kube-rs has none (client-go's QPS/burst, from `clientConnection.qps/burst`),
 //! and a response timeout on every request but watches, since kube-rs has none by default
-//! either (a binding sent on a dead connection would otherwise wait forever).
+//! either (a binding sent on a dead connection would otherwise wait forever). Outages of the
+//! apiserver are logged once when they start and once when they end ([`OutageLogLayer`]);
+//! kube's own per-request ERROR lines are filtered out by the binary's default log filter.
 
 use std::{
     future::Future,
@@ -58,8 +60,96 @@ pub fn client_from_config(config: Config, qps: f32, burst: u32) -> Result<Client
         .map_err(|e| Error::Client(format!("building the kube client: {e}")))?;
     Ok(builder
         .with_layer(&RequestTimeoutLayer::new(REQUEST_TIMEOUT))
+        .with_layer(&OutageLogLayer::default())
         .with_layer(&RateLimitLayer::new(qps, burst))
         .build())
+}
+
+/// Logs apiserver outages by their transitions instead of per request: one WARN when a request
+/// first fails to reach the apiserver (connection refused or reset, no response in time, or a
+/// 502/503/504 answer), one WARN when a request gets an answer again, with how long it was
+/// down and how many requests failed meanwhile. What retries is the caller's business:
+/// watches back off from 0.8 s to 30 s, failed bindings are requeued with the pod's backoff,
+/// status updates and events are dropped, the Lease is retried every `retryPeriod`.
+#[derive(Clone, Debug, Default)]
+pub struct OutageLogLayer {
+    state: Arc<OutageState>,
+}
+
+#[derive(Debug, Default)]
+struct OutageState {
+    /// Since when requests fail, and how many have; `None` while the apiserver answers.
+    down: parking_lot::Mutex<Option<(std::time::Instant, u64)>>,
+}
+
+impl OutageState {
+    fn failed(&self, why: &dyn std::fmt::Display) {
+        let mut down = self.down.lock();
+        match down.as_mut() {
+            Some((_, n)) => *n += 1,
+            None => {
+                tracing::warn!(
+                    error = %why,
+                    "apiserver unreachable; watches retry with backoff (0.8 s to 30 s), failed \
+                     bindings are requeued with backoff"
+                );
+                *down = Some((std::time::Instant::now(), 1));
+            }
+        }
+    }
+
+    fn answered(&self) {
+        let mut down = self.down.lock();
+        if let Some((since, failed_requests)) = down.take() {
+            tracing::warn!(down_for = ?since.elapsed(), failed_requests, "apiserver reachable again");
+        }
+    }
+}
+
+impl<S> Layer<S> for OutageLogLayer {
+    type Service = OutageLog<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        OutageLog {
+            inner,
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// The service [`OutageLogLayer`] produces.
+#[derive(Clone, Debug)]
+pub struct OutageLog<S> {
+    inner: S,
+    state: Arc<OutageState>,
+}
+
+impl<S, Req, B> Service<Req> for OutageLog<S>
+where
+    S: Service<Req, Response = axum::http::Response<B>>,
+    S::Error: std::fmt::Display,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let fut = self.inner.call(req);
+        let state = self.state.clone();
+        Box::pin(async move {
+            let res = fut.await;
+            match &res {
+                Err(e) => state.failed(e),
+                Ok(r) if matches!(r.status().as_u16(), 502..=504) => state.failed(&r.status()),
+                Ok(_) => state.answered(),
+            }
+            res
+        })
+    }
 }
 
 /// How long a request (other than a watch) may wait for its response: kube-apiserver's own
@@ -270,6 +360,37 @@ mod tests {
                 .is_err(),
             "a watch must not be timed out"
         );
+    }
+
+    #[tokio::test]
+    async fn outages_are_counted_by_transition() {
+        let next = Arc::new(parking_lot::Mutex::new(Ok::<u16, &'static str>(200)));
+        let n = next.clone();
+        let svc = service_fn(move |(): ()| {
+            let r = *n.lock();
+            async move {
+                r.map(|code| {
+                    axum::http::Response::builder()
+                        .status(code)
+                        .body(())
+                        .unwrap()
+                })
+            }
+        });
+        let layer = OutageLogLayer::default();
+        let mut svc = layer.layer(svc);
+        let mut call = async |r| {
+            *next.lock() = r;
+            let _ = svc.ready().await.unwrap().call(()).await;
+        };
+        call(Ok(200)).await;
+        assert!(layer.state.down.lock().is_none());
+        call(Err("connection refused")).await;
+        call(Ok(503)).await;
+        call(Err("connection refused")).await;
+        assert_eq!(layer.state.down.lock().map(|(_, n)| n), Some(3));
+        call(Ok(404)).await; // an answer, even a negative one, means it is back
+        assert!(layer.state.down.lock().is_none());
     }
 
     #[tokio::test]

@@ -60,11 +60,16 @@ struct Args {
     json_logs: bool,
 }
 
+/// kube's HTTP trace layer: an ERROR line for every failed request, hundreds per apiserver
+/// outage. ksched logs outages itself, once when they start and once when they end
+/// (`ksched::client::OutageLogLayer`), so this target is off unless `-vv` or `RUST_LOG` asks.
+const KUBE_PER_REQUEST_LOG: &str = "kube_client::client::builder=off";
+
 fn init_logging(args: &Args) {
     let default = match args.verbose {
-        0 => "info",
-        1 => "info,ksched=debug,networktraffic_scheduler=debug",
-        _ => "debug,ksched=trace",
+        0 => format!("info,{KUBE_PER_REQUEST_LOG}"),
+        1 => format!("info,ksched=debug,networktraffic_scheduler=debug,{KUBE_PER_REQUEST_LOG}"),
+        _ => "debug,ksched=trace".to_owned(),
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

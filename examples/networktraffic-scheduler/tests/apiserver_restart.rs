@@ -121,6 +121,21 @@ async fn apiserver_restarts_during_a_burst_lose_no_pod() {
         "no log line about the recovered watch:\n{}",
         sched.tail(40)
     );
+    // Outages are logged by their transitions, not per failed request (kube's per-request
+    // ERROR lines are filtered out by default).
+    let down = out.matches("apiserver unreachable").count();
+    let up = out.matches("apiserver reachable again").count();
+    eprintln!("outages logged: {down} down, {up} up");
+    assert!(
+        (1..=6).contains(&down) && down == up,
+        "{down} outage starts and {up} ends logged:\n{}",
+        sched.tail(40)
+    );
+    assert!(
+        !out.contains("kube_client::client::builder"),
+        "per-request kube errors logged:\n{}",
+        sched.tail(40)
+    );
     // Each pod was bound once.
     let scheduled = sched.metric(&common::scheduled_series(&name)).await;
     assert!(scheduled <= PODS as f64, "scheduled attempts: {scheduled}");
