@@ -123,6 +123,10 @@ pub struct BenchOptions {
     /// Pods created and deleted once before the first run (no scheduler picks them), so the
     /// first scheduler measured does not pay for a cold kube-apiserver and client.
     pub warmup_pods: usize,
+    /// Backlog mode: create all pods before the scheduler starts (pending), so the scheduler
+    /// drains a queue and pod creation does not compete with it; latency then includes the
+    /// wait for the scheduler. Default: create them while it runs, as scheduler_perf does.
+    pub precreate: bool,
 }
 
 impl BenchOptions {
@@ -146,6 +150,7 @@ impl BenchOptions {
             bin_dir: None,
             revision: None,
             warmup_pods: 1000,
+            precreate: false,
         }
     }
 }

@@ -57,6 +57,10 @@ struct Args {
     /// picks them).
     #[arg(long, default_value_t = 1000)]
     warmup_pods: usize,
+    /// Backlog mode: create every pod before the scheduler starts (default: while it runs, as
+    /// scheduler_perf does).
+    #[arg(long)]
+    precreate: bool,
 }
 
 fn main() -> ExitCode {
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
     o.work_dir = a.work_dir;
     o.revision = a.revision;
     o.warmup_pods = a.warmup_pods;
+    o.precreate = a.precreate;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -81,9 +81,10 @@ pub struct RunResult {
     pub rate_p90: f64,
     /// 99th percentile of `samples`.
     pub rate_p99: f64,
-    /// Pods / (last binding − first create request): end to end, creation included.
+    /// Pods / (last binding − first create request; backlog mode: − the scheduler's start).
     pub overall_rate: f64,
-    /// Seconds from the first create request to the last pod seen bound.
+    /// Seconds from the first create request (backlog mode: the scheduler's start) to the last
+    /// pod seen bound.
     pub makespan_seconds: f64,
     /// Pods / seconds the creator took to create them all.
     pub create_rate: f64,
@@ -566,22 +567,36 @@ async fn run_one(
         kind.as_str(),
         ns.name()
     ));
+    // Backlog mode: every pod exists (pending) before the scheduler starts.
+    let mut precreated = None;
+    if o.precreate {
+        let t = Instant::now();
+        let end = create_pods(client, ns.name(), o, o.pods, &o.scheduler_name, &tracker).await?;
+        precreated = Some((t, end));
+        progress(&format!(
+            "{}: {} pods created in {:.1}s, starting the scheduler",
+            kind.as_str(),
+            o.pods,
+            end.duration_since(t).as_secs_f64()
+        ));
+    }
+    let others = [cp.apiserver_pid(), cp.info().etcd_pid, std::process::id()];
+    let others0 = others.map(cpu_seconds);
     let t_start = Instant::now();
     let sched = start_scheduler(cp, o, kind, &dir).await?;
     wait_ready(&sched, http, Duration::from_secs(120)).await?;
     let startup_seconds = t_start.elapsed().as_secs_f64();
     let pid = sched.pid()?;
-    let pids = [
-        pid,
-        cp.apiserver_pid(),
-        cp.info().etcd_pid,
-        std::process::id(),
-    ];
-    let cpu0 = pids.map(cpu_seconds);
+    let pids = [pid, others[0], others[1], others[2]];
+    let mut cpu0 = pids.map(cpu_seconds);
+    if o.precreate {
+        // The whole drain counts, from the scheduler's start.
+        cpu0 = [0.0, others0[0], others0[1], others0[2]];
+    }
 
     // Create every pod while the scheduler runs, `create_concurrency` requests in flight.
-    let t0 = Instant::now();
-    let creator = {
+    let t0 = if o.precreate { t_start } else { Instant::now() };
+    let creator = (!o.precreate).then(|| {
         let client = client.clone();
         let ns_name = ns.name().to_owned();
         let tracker = tracker.clone();
@@ -589,7 +604,7 @@ async fn run_one(
         tokio::spawn(async move {
             create_pods(&client, &ns_name, &o, o.pods, &o.scheduler_name, &tracker).await
         })
-    };
+    });
 
     // Sample the bound count every second (scheduler_perf's throughput collector).
     let mut ticks: Vec<(Instant, usize)> = vec![(t0, 0)];
@@ -621,9 +636,14 @@ async fn run_one(
         }
         sched.ensure_running()?;
     }
-    let created_all = creator
-        .await
-        .map_err(|e| Error(format!("creator task: {e}")))??;
+    let (create_start, created_all) = match (creator, precreated) {
+        (Some(c), _) => (
+            t0,
+            c.await.map_err(|e| Error(format!("creator task: {e}")))??,
+        ),
+        (None, Some(p)) => p,
+        (None, None) => unreachable!("pods are created before or during the run"),
+    };
     let peak_rss_kib = vm_hwm_kib(pid)?;
     let cpu1 = pids.map(cpu_seconds);
     let metrics_text = match http
@@ -676,7 +696,7 @@ async fn run_one(
     let mut sorted = samples.clone();
     sorted.sort_by(f64::total_cmp);
     let makespan = last_bound.map_or(0.0, |l| l.duration_since(t0).as_secs_f64());
-    let create_seconds = created_all.duration_since(t0).as_secs_f64();
+    let create_seconds = created_all.duration_since(create_start).as_secs_f64();
     if timed_out {
         progress(&format!(
             "{}: TIMED OUT after {:?}: {bound_count}/{} bound",
