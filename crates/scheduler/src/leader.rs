@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client};
-use kube_lease_manager::{LeaseManagerBuilder, LeaseParams};
+use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError, LeaseParams};
 use tokio::{sync::watch, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 
@@ -33,6 +34,62 @@ impl Election {
         config: &LeaderElection,
         identity: &str,
     ) -> Result<Self, Error> {
+        Self::try_start(client, config, identity)
+            .await
+            .map_err(|e| Error::LeaderElection(describe(&e, config)))
+    }
+
+    /// Like [`Election::start`], but an error — a 403 for missing RBAC, an unreachable apiserver
+    /// — is retried with backoff (`retryPeriod`, doubling up to 30 s), as upstream retries
+    /// acquiring forever. `on_failure` gets the reason of each failure (for `/readyz`); the
+    /// first failure, every change of reason and every retry at the longest delay are logged
+    /// at WARN, naming the RBAC a 403 calls for. Returns `None` once `shutdown` is cancelled.
+    pub async fn start_retrying(
+        client: Client,
+        config: &LeaderElection,
+        identity: &str,
+        shutdown: &CancellationToken,
+        mut on_failure: impl FnMut(&str),
+    ) -> Option<Self> {
+        let first = config.retry_period.max(Duration::from_millis(100));
+        let mut delay = first;
+        let mut last: Option<String> = None;
+        loop {
+            let attempt = tokio::select! {
+                () = shutdown.cancelled() => return None,
+                r = Self::try_start(client.clone(), config, identity) => r,
+            };
+            let e = match attempt {
+                Ok(election) => {
+                    if last.is_some() {
+                        tracing::info!("the Lease is usable now; campaigning");
+                    }
+                    return Some(election);
+                }
+                Err(e) => e,
+            };
+            let why = describe(&e, config);
+            let retry_in = delay.mul_f64(rand::random_range(1.0..1.2));
+            if last.as_deref() != Some(why.as_str()) || delay == START_BACKOFF_MAX {
+                tracing::warn!(error = %why, ?retry_in, "cannot campaign for the Lease; retrying");
+            } else {
+                tracing::debug!(error = %why, ?retry_in, "cannot campaign for the Lease; retrying");
+            }
+            on_failure(&why);
+            last = Some(why);
+            delay = (delay * 2).min(START_BACKOFF_MAX);
+            tokio::select! {
+                () = shutdown.cancelled() => return None,
+                () = tokio::time::sleep(retry_in) => {}
+            }
+        }
+    }
+
+    async fn try_start(
+        client: Client,
+        config: &LeaderElection,
+        identity: &str,
+    ) -> Result<Self, LeaseManagerError> {
         let duration = config.lease_duration.as_secs().max(1);
         // kube-lease-manager renews `grace` seconds before expiry; upstream renews within
         // `renewDeadline` of acquiring, so grace = leaseDuration - renewDeadline.
@@ -44,13 +101,7 @@ impl Election {
             .with_namespace(&config.resource_namespace)
             .with_parameters(LeaseParams::new(identity, duration, grace))
             .build()
-            .await
-            .map_err(|e| {
-                Error::LeaderElection(format!(
-                    "lease {}/{}: {e}",
-                    config.resource_namespace, config.resource_name
-                ))
-            })?;
+            .await?;
         let (is_leader, task) = manager.watch().await;
         Ok(Self {
             is_leader,
@@ -99,6 +150,23 @@ impl Election {
         drop(self.is_leader);
         // Dropping the receiver makes the watcher release the lease and return.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.task).await;
+    }
+}
+
+/// Longest delay between attempts to start campaigning.
+const START_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Why the Lease could not be used; for a 403, the RBAC that is missing.
+fn describe(e: &LeaseManagerError, config: &LeaderElection) -> String {
+    let (ns, name) = (&config.resource_namespace, &config.resource_name);
+    match e {
+        LeaseManagerError::KubeError(kube::Error::Api(s)) if s.code == 403 => format!(
+            "forbidden to use Lease {ns}/{name}: the scheduler's user needs a Role in namespace \
+             {ns} allowing get, create, update and patch on leases (coordination.k8s.io) named \
+             {name}, and a RoleBinding to it (apiserver: {})",
+            s.message
+        ),
+        e => format!("Lease {ns}/{name}: {e}"),
     }
 }
 

@@ -535,11 +535,21 @@ impl Scheduler {
             "informers synced"
         );
         let mut election = if self.config.leader_election.leader_elect {
-            let mut e =
-                match Election::start(client, &self.config.leader_election, &self.identity).await {
-                    Ok(e) => e,
-                    Err(e) => return (Err(e), None),
-                };
+            // A Lease we may not use (missing RBAC, apiserver down) is retried, not fatal; the
+            // replica is not ready meanwhile, since it could never take over.
+            let health = self.health.clone();
+            let Some(mut e) = Election::start_retrying(
+                client,
+                &self.config.leader_election,
+                &self.identity,
+                shutdown,
+                |why| health.set_not_ready(format!("cannot campaign for leadership: {why}")),
+            )
+            .await
+            else {
+                return (Ok(()), None);
+            };
+            self.health.set_ready();
             tracing::info!(identity = %self.identity, lease = %format!("{}/{}", self.config.leader_election.resource_namespace, self.config.leader_election.resource_name), "waiting to become leader");
             tokio::select! {
                 () = shutdown.cancelled() => return (Ok(()), Some(e)),

@@ -12,9 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::{Scheduler, Scratch};
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::ServiceAccount;
 use ksched_framework::config::SchedulerConfig;
 use ksched_testenv::kube::api::{Api, DynamicObject, GroupVersionKind, PostParams};
 use ksched_testenv::kube::{Client, discovery};
@@ -247,36 +245,6 @@ fn embedded_scheduler_config_parses_and_names_agree() {
     assert_eq!(workload["spec"]["template"]["spec"]["schedulerName"], NAME);
 }
 
-/// A kubeconfig for the ServiceAccount: a token from the TokenRequest API and the harness CA.
-async fn service_account_kubeconfig(
-    cp: &ControlPlane,
-    client: &Client,
-    scratch: &Scratch,
-) -> PathBuf {
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "kube-system");
-    let tr = TokenRequest {
-        spec: Some(TokenRequestSpec {
-            expiration_seconds: Some(3600),
-            ..TokenRequestSpec::default()
-        }),
-        ..TokenRequest::default()
-    };
-    let token = sas
-        .create_token_request(NAME, &PostParams::default(), &tr)
-        .await
-        .expect("TokenRequest")
-        .status
-        .and_then(|s| s.token)
-        .expect("token");
-    let ca = std::fs::read_to_string(&cp.info().ca_file).unwrap();
-    let kubeconfig = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: sa\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: sa\ncurrent-context: c\n",
-        cp.apiserver_url(),
-        scratch.write("ca.crt", &ca).display()
-    );
-    scratch.write("sa.kubeconfig", &kubeconfig)
-}
-
 async fn the_rbac_is_enough_to_elect_bind_and_record_events(cp: &ControlPlane, client: &Client) {
     let scratch = Scratch::new("deploy");
     // Only the ServiceAccount and RBAC are created for real (no Deployment: there is no
@@ -292,7 +260,8 @@ async fn the_rbac_is_enough_to_elect_bind_and_record_events(cp: &ControlPlane, c
             .await
             .unwrap_or_else(|e| panic!("{}: {e}", describe(doc)));
     }
-    let kubeconfig = service_account_kubeconfig(cp, client, &scratch).await;
+    let kubeconfig =
+        common::service_account_kubeconfig(cp, client, "kube-system", NAME, &scratch).await;
     let config = scratch.write("scheduler-config.yaml", &scheduler_config_text(&docs));
 
     let ns = cp.namespace("deploy").await.unwrap();

@@ -13,9 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Event, Pod, ServiceAccount};
 use ksched_testenv::kube::Client;
-use ksched_testenv::kube::api::{Api, ListParams};
+use ksched_testenv::kube::api::{Api, ListParams, PostParams};
 use ksched_testenv::kube::runtime::{WatchStreamExt, watcher};
 use ksched_testenv::{ControlPlane, NodeSpec, TestNamespace, TestPod, create_nodes};
 
@@ -601,4 +602,37 @@ pub async fn wait_all_bound(ns: &TestNamespace, expected: usize, timeout: Durati
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// A kubeconfig for ServiceAccount `namespace/name`: a token from the TokenRequest API (valid for
+/// an hour) and the harness CA, written to `sa.kubeconfig` in `scratch`.
+pub async fn service_account_kubeconfig(
+    cp: &ControlPlane,
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    scratch: &Scratch,
+) -> PathBuf {
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    let tr = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..TokenRequestSpec::default()
+        }),
+        ..TokenRequest::default()
+    };
+    let token = sas
+        .create_token_request(name, &PostParams::default(), &tr)
+        .await
+        .expect("TokenRequest")
+        .status
+        .and_then(|s| s.token)
+        .expect("token");
+    let ca = std::fs::read_to_string(&cp.info().ca_file).unwrap();
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: sa\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: sa\ncurrent-context: c\n",
+        cp.apiserver_url(),
+        scratch.write("ca.crt", &ca).display()
+    );
+    scratch.write("sa.kubeconfig", &kubeconfig)
 }
