@@ -214,6 +214,15 @@ pub trait ScorePlugin: Plugin {
     ) -> Status {
         Status::success()
     }
+
+    /// Whether [`ScorePlugin::normalize_score`] does anything (upstream: `ScoreExtensions()`
+    /// returns non-nil). The framework builds the per-node list NormalizeScore takes — a node
+    /// name per node — only for plugins answering `true`. The default is `true`, so a plugin
+    /// that overrides `normalize_score` is always normalized; plugins that do not normalize
+    /// return `false` to save the list.
+    fn has_normalize_score(&self) -> bool {
+        true
+    }
 }
 
 /// Claims resources for the pod on its node before binding; Unreserve gives them back.

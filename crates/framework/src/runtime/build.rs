@@ -274,6 +274,7 @@ impl Framework {
             next_start_node_index: AtomicUsize::new(0),
             metrics: options.metrics,
             tie_break: parking_lot::Mutex::new(None),
+            normalize_scratch: parking_lot::Mutex::new(Vec::new()),
         });
         handle.set_framework(Arc::downgrade(&fw));
         Ok(fw)

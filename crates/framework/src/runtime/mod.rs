@@ -59,6 +59,9 @@ pub struct Framework {
     next_start_node_index: AtomicUsize,
     metrics: Option<Arc<FrameworkMetrics>>,
     tie_break: parking_lot::Mutex<Option<rand::rngs::StdRng>>,
+    /// The `NodeScore` list handed to NormalizeScore, kept between cycles so its node-name
+    /// strings are overwritten in place instead of allocated per node per cycle.
+    normalize_scratch: parking_lot::Mutex<Vec<crate::NodeScore>>,
 }
 
 impl Framework {

@@ -16,6 +16,9 @@ use crate::{
     pod_priority,
 };
 
+/// One plugin call's duration in a sampled cycle: plugin, status code, seconds.
+pub(crate) type Timing<'a> = (&'a str, Code, f64);
+
 impl Framework {
     pub(crate) fn observe_point(&self, point: &'static str, status: &Status, start: Instant) {
         if let Some(m) = &self.metrics {
@@ -48,6 +51,35 @@ impl Framework {
                     status: status.code().as_str(),
                 })
                 .observe(start.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Records per-plugin durations collected during a parallel phase (Filter, Score) of a
+    /// sampled cycle: one histogram lookup per plugin and code instead of one per node.
+    pub(crate) fn observe_plugin_batch(&self, point: &'static str, timings: &[Timing<'_>]) {
+        let Some(m) = &self.metrics else { return };
+        let mut handles: Vec<(&str, Code, prometheus_client::metrics::histogram::Histogram)> =
+            Vec::new();
+        for &(plugin, code, secs) in timings {
+            let i = match handles
+                .iter()
+                .position(|(p, c, _)| *p == plugin && *c == code)
+            {
+                Some(i) => i,
+                None => {
+                    let h = m
+                        .plugin_execution_duration
+                        .get_or_create(&PluginLabels {
+                            plugin: plugin.to_owned(),
+                            extension_point: point,
+                            status: code.as_str(),
+                        })
+                        .clone();
+                    handles.push((plugin, code, h));
+                    handles.len() - 1
+                }
+            };
+            handles[i].2.observe(secs);
         }
     }
 
@@ -216,17 +248,58 @@ impl Framework {
     /// Runs Filter plugins on one node, stopping at the first that does not succeed. A code
     /// other than a rejection becomes an Error. Plugins skipped by their PreFilter do not run.
     pub fn run_filter_plugins(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Status {
-        for e in &self.filter {
-            if state.skip_filter_plugins().contains(e.name()) {
-                continue;
-            }
+        self.run_filters(None, state, pod, node, None)
+    }
+
+    /// The Filter plugins not skipped this cycle, in order (computed once per cycle instead of
+    /// a skip-set lookup per plugin per node).
+    pub(crate) fn active_filter_plugins(&self, state: &CycleState) -> Vec<&Enabled> {
+        self.filter
+            .iter()
+            .filter(|e| !state.skip_filter_plugins().contains(e.name()))
+            .collect()
+    }
+
+    /// [`Framework::run_filter_plugins`] over `active` (from
+    /// [`Framework::active_filter_plugins`]), or over every plugin minus the skip set.
+    /// With `timings`, a sampled cycle's plugin durations go there instead of straight to the
+    /// histograms (the caller records them in one batch).
+    fn run_filters<'a>(
+        &'a self,
+        active: Option<&[&'a Enabled]>,
+        state: &CycleState,
+        pod: &Pod,
+        node: &NodeInfo,
+        timings: Option<&mut Vec<Timing<'a>>>,
+    ) -> Status {
+        let skip = state.skip_filter_plugins();
+        let all = || self.filter.iter().filter(|e| !skip.contains(e.name()));
+        match active {
+            Some(active) => self.run_filter_list(active.iter().copied(), state, pod, node, timings),
+            None => self.run_filter_list(all(), state, pod, node, timings),
+        }
+    }
+
+    fn run_filter_list<'a>(
+        &'a self,
+        plugins: impl Iterator<Item = &'a Enabled>,
+        state: &CycleState,
+        pod: &Pod,
+        node: &NodeInfo,
+        mut timings: Option<&mut Vec<Timing<'a>>>,
+    ) -> Status {
+        let record = state.should_record_plugin_metrics();
+        for e in plugins {
             let Some(p) = e.plugin.as_filter() else {
                 continue;
             };
-            let t = state.should_record_plugin_metrics().then(Instant::now);
+            let t = record.then(Instant::now);
             let s = p.filter(state, pod, node);
             if let Some(t) = t {
-                self.observe_plugin(state, e.name(), "Filter", &s, t);
+                match timings.as_deref_mut() {
+                    Some(v) => v.push((e.name(), s.code(), t.elapsed().as_secs_f64())),
+                    None => self.observe_plugin(state, e.name(), "Filter", &s, t),
+                }
             }
             if !s.is_success() {
                 if s.is_rejected() {
@@ -253,9 +326,22 @@ impl Framework {
         pod: &Pod,
         node: &NodeInfo,
     ) -> Status {
+        self.filter_node(None, state, pod, node, None)
+    }
+
+    /// [`Framework::run_filter_plugins_with_nominated_pods`] with the cycle's active Filter
+    /// plugins precomputed (`Some`) or looked up per call (`None`).
+    pub(crate) fn filter_node<'a>(
+        &'a self,
+        active: Option<&[&'a Enabled]>,
+        state: &CycleState,
+        pod: &Pod,
+        node: &NodeInfo,
+        mut timings: Option<&mut Vec<Timing<'a>>>,
+    ) -> Status {
         let nominated = self.handle.nominated_pods_for_node(node.node_name());
         if nominated.is_empty() {
-            return self.run_filter_plugins(state, pod, node);
+            return self.run_filters(active, state, pod, node, timings);
         }
         let prio = pod_priority(pod);
         let uid = pod.metadata.uid.as_deref();
@@ -274,13 +360,13 @@ impl Framework {
             }
         }
         match with_nominated {
-            None => self.run_filter_plugins(state, pod, node),
+            None => self.run_filters(active, state, pod, node, timings),
             Some((st, ni)) => {
-                let s = self.run_filter_plugins(&st, pod, &ni);
+                let s = self.run_filters(active, &st, pod, &ni, timings.as_deref_mut());
                 if !s.is_success() {
                     return s;
                 }
-                self.run_filter_plugins(state, pod, node)
+                self.run_filters(active, state, pod, node, timings)
             }
         }
     }

@@ -7,16 +7,15 @@ use std::{
     fmt,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicI64, AtomicUsize, Ordering},
     },
     time::Instant,
 };
 
 use k8s_openapi::api::core::v1::Pod;
 use rand::Rng;
-use rayon::prelude::*;
 
-use super::{Framework, num_feasible_nodes_to_find};
+use super::{Framework, num_feasible_nodes_to_find, run::Timing};
 use crate::{
     Code, CycleState, MAX_NODE_SCORE, MIN_NODE_SCORE, NodeInfo, NodePluginScores, NodeScore,
     NodeToStatus, PluginScore, Status, pod_key,
@@ -128,12 +127,27 @@ pub enum ScheduleError {
     Internal(Status),
 }
 
-enum Outcome {
-    NotRun,
-    Feasible,
-    Rejected(Status),
-    Failed(Status),
+/// Nodes one thread evaluated in the Filter phase, by offset from the start index. Only
+/// rejections carry a status: a feasible node costs one `usize`.
+#[derive(Default)]
+struct FilterPart<'a> {
+    feasible: Vec<usize>,
+    rejected: Vec<(usize, Status)>,
+    failed: Option<(usize, Status)>,
+    /// Plugin durations of a sampled cycle.
+    timings: Vec<Timing<'a>>,
 }
+
+/// What one thread of the Score phase reports besides the scores.
+#[derive(Default)]
+struct ScorePart<'a> {
+    failed: Option<(usize, Status)>,
+    timings: Vec<Timing<'a>>,
+}
+
+/// At most this many nodes per Filter chunk: the last chunk of a search that stops early is
+/// evaluated in full, so smaller chunks waste less; a chunk costs one atomic add.
+const MAX_FILTER_CHUNK: usize = 32;
 
 impl Framework {
     /// Runs the scheduling algorithm for `pod` on the snapshot installed in the handle
@@ -228,18 +242,26 @@ impl Framework {
                 feasible_nodes: 1,
             });
         }
-        let scores = self
-            .prioritize_nodes(state, pod, &feasible)
-            .await
-            .map_err(ScheduleError::Internal)?;
-        let host = match self.tie_break.lock().as_mut() {
-            Some(rng) => select_host_with(&scores, rng),
-            None => select_host(&scores),
+        // Totals by feasible-node position: a node's name is only copied for the chosen host.
+        let totals = if self.has_score_plugins() {
+            let s = self.run_pre_score_plugins(state, pod, &feasible).await;
+            if !s.is_success() {
+                return Err(ScheduleError::Internal(s));
+            }
+            self.score_totals(state, pod, &feasible)
+                .map_err(ScheduleError::Internal)?
+        } else {
+            vec![1; feasible.len()]
         };
-        let host =
-            host.ok_or_else(|| ScheduleError::Internal(Status::error("empty priority list")))?;
+        let best = match self.tie_break.lock().as_mut() {
+            Some(rng) => select_index(totals.iter().copied(), rng),
+            None => select_index(totals.iter().copied(), &mut rand::rng()),
+        };
+        let host = best
+            .and_then(|i| feasible.get(i))
+            .ok_or_else(|| ScheduleError::Internal(Status::error("empty priority list")))?;
         Ok(ScheduleResult {
-            suggested_host: host,
+            suggested_host: host.node_name().to_owned(),
             evaluated_nodes,
             feasible_nodes: feasible.len(),
         })
@@ -275,54 +297,85 @@ impl Framework {
             self.advance_start(feasible.len(), num_all_nodes);
             return Ok(feasible);
         }
+        let filters = self.active_filter_plugins(state);
+        let record = state.should_record_plugin_metrics();
         let found = AtomicUsize::new(0);
-        let stop = AtomicBool::new(false);
-        let check = |i: usize| -> Outcome {
-            if stop.load(Ordering::Relaxed) {
-                return Outcome::NotRun;
-            }
-            let node = &nodes[(start + i) % n];
-            let s = self.run_filter_plugins_with_nominated_pods(state, pod, node);
-            if s.is_success() {
-                if found.fetch_add(1, Ordering::AcqRel) >= to_find {
-                    stop.store(true, Ordering::Relaxed);
-                    return Outcome::NotRun;
+        let chunk = self.parallelizer.chunk_size(n).min(MAX_FILTER_CHUNK);
+        // Chunks are handed out in order and every claimed chunk is finished, so the nodes
+        // evaluated are a prefix of the rotation: the result below is exactly what a sequential
+        // scan (upstream with one goroutine) gives, whatever the threads' timing.
+        let parts = self.parallelizer.until(
+            n,
+            chunk,
+            FilterPart::default,
+            |part: &mut FilterPart, range: std::ops::Range<usize>, solo: bool| {
+                let before = part.feasible.len();
+                for i in range {
+                    let node = &nodes[(start + i) % n];
+                    let timings = record.then_some(&mut part.timings);
+                    let s = self.filter_node(Some(&filters), state, pod, node, timings);
+                    if s.is_success() {
+                        part.feasible.push(i);
+                        // Alone, `found` counts exactly the nodes before this one: stop at
+                        // the first node past the ones wanted.
+                        if solo
+                            && found.load(Ordering::Relaxed) + part.feasible.len() - before
+                                > to_find
+                        {
+                            break;
+                        }
+                    } else if s.is_error() {
+                        part.failed = Some((i, s));
+                        return false;
+                    } else {
+                        part.rejected.push((i, s));
+                    }
                 }
-                Outcome::Feasible
-            } else if s.is_error() {
-                stop.store(true, Ordering::Relaxed);
-                Outcome::Failed(s)
-            } else {
-                Outcome::Rejected(s)
+                let added = part.feasible.len() - before;
+                found.fetch_add(added, Ordering::Relaxed) + added <= to_find
+            },
+            // Nodes still to evaluate, from the share of feasible nodes in the first chunk.
+            |part: &FilterPart| {
+                let evaluated = chunk.min(n);
+                match part.feasible.len() {
+                    0 => n,
+                    f => (to_find + 1).saturating_sub(f) * evaluated / f,
+                }
+            },
+        );
+        let mut feasible_at: Vec<usize> = parts
+            .iter()
+            .flat_map(|p| p.feasible.iter().copied())
+            .collect();
+        feasible_at.sort_unstable();
+        // The first node past the ones wanted ends the scan: it and everything after it count
+        // as not evaluated.
+        let cutoff = feasible_at.get(to_find).copied().unwrap_or(usize::MAX);
+        feasible_at.truncate(to_find);
+        let feasible: Vec<Arc<NodeInfo>> = feasible_at
+            .iter()
+            .map(|&i| nodes[(start + i) % n].clone())
+            .collect();
+        let mut failure: Option<(usize, Status)> = None;
+        if record {
+            for part in &parts {
+                self.observe_plugin_batch("Filter", &part.timings);
             }
-        };
-        let outcomes: Vec<Outcome> = if n < 32 {
-            // Not worth waking the pool for a handful of nodes.
-            (0..n).map(check).collect()
-        } else {
-            let chunk = self.parallelizer.chunk_size(n);
-            self.parallelizer.install(|| {
-                (0..n)
-                    .into_par_iter()
-                    .with_min_len(chunk)
-                    .map(check)
-                    .collect()
-            })
-        };
-        let mut feasible = Vec::with_capacity(to_find.min(n));
-        let mut failure = None;
-        for (i, o) in outcomes.into_iter().enumerate() {
-            let node = &nodes[(start + i) % n];
-            match o {
-                Outcome::NotRun => {}
-                Outcome::Feasible => feasible.push(node.clone()),
-                Outcome::Rejected(s) => {
+        }
+        for part in parts {
+            for (i, s) in part.rejected {
+                if i < cutoff {
                     diagnosis.add_plugin_status(&s);
-                    diagnosis.node_to_status.set(node.node_name(), s);
+                    diagnosis
+                        .node_to_status
+                        .set(nodes[(start + i) % n].node_name(), s);
                 }
-                Outcome::Failed(s) => {
-                    failure.get_or_insert(s);
-                }
+            }
+            if let Some((i, s)) = part.failed
+                && i < cutoff
+                && failure.as_ref().is_none_or(|(j, _)| i < *j)
+            {
+                failure = Some((i, s));
             }
         }
         self.advance_start(
@@ -330,7 +383,7 @@ impl Framework {
             num_all_nodes,
         );
         match failure {
-            Some(s) => Err(s),
+            Some((_, s)) => Err(s),
             None => Ok(feasible),
         }
     }
@@ -383,142 +436,196 @@ impl Framework {
         pod: &Pod,
         nodes: &[Arc<NodeInfo>],
     ) -> Result<Vec<NodePluginScores>, Status> {
+        let totals = self.score_totals(state, pod, nodes)?;
+        Ok(nodes
+            .iter()
+            .zip(totals)
+            .map(|(n, total_score)| NodePluginScores {
+                name: n.node_name().to_owned(),
+                scores: Vec::new(),
+                total_score,
+            })
+            .collect())
+    }
+
+    /// Score, NormalizeScore, the range check and weights; the weighted total of each node, by
+    /// position in `nodes`. Raw scores live in one node-major buffer; only plugins that
+    /// normalize get the per-node `NodeScore` list NormalizeScore takes.
+    pub(crate) fn score_totals(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        nodes: &[Arc<NodeInfo>],
+    ) -> Result<Vec<i64>, Status> {
         let start = Instant::now();
-        let plugins = self.active_score_plugins(state);
-        let score_node = |node: &Arc<NodeInfo>| -> Result<Vec<i64>, Status> {
-            let mut out = Vec::with_capacity(plugins.len());
-            for e in &plugins {
-                let Some(p) = e.plugin.as_score() else {
-                    out.push(0);
-                    continue;
-                };
-                let t = state.should_record_plugin_metrics().then(Instant::now);
-                let r = p.score(state, pod, node);
-                if let Some(t) = t {
-                    let st = r.as_ref().err().cloned().unwrap_or_default();
-                    self.observe_plugin(state, e.name(), "Score", &st, t);
-                }
-                match r {
-                    Ok(v) => out.push(v),
-                    Err(s) => {
-                        return Err(Status::error(format!(
-                            "plugin {:?} failed with: {}",
-                            e.name(),
-                            if s.message().is_empty() {
-                                s.code().to_string()
-                            } else {
-                                s.message()
+        let plugins: Vec<(&super::Enabled, &dyn crate::ScorePlugin)> = self
+            .active_score_plugins(state)
+            .into_iter()
+            .filter_map(|e| e.plugin.as_score().map(|p| (e, p)))
+            .collect();
+        let width = plugins.len();
+        let n = nodes.len();
+        let record = state.should_record_plugin_metrics();
+        // Written by whichever thread scores the node; plain stores on x86.
+        let raw: Vec<AtomicI64> = (0..n * width).map(|_| AtomicI64::new(0)).collect();
+        let parts = self.parallelizer.until(
+            n,
+            self.parallelizer.chunk_size(n),
+            ScorePart::default,
+            |part: &mut ScorePart<'_>, range: std::ops::Range<usize>, _solo: bool| {
+                for i in range {
+                    let node = &nodes[i];
+                    for (j, (e, p)) in plugins.iter().enumerate() {
+                        let t = record.then(Instant::now);
+                        let r = p.score(state, pod, node);
+                        if let Some(t) = t {
+                            let code = r.as_ref().err().map_or(Code::Success, Status::code);
+                            part.timings
+                                .push((e.name(), code, t.elapsed().as_secs_f64()));
+                        }
+                        match r {
+                            Ok(v) => raw[i * width + j].store(v, Ordering::Relaxed),
+                            Err(s) => {
+                                part.failed = Some((i, score_error(e.name(), &s)));
+                                return false;
                             }
-                        ))
-                        .with_plugin(e.name()));
+                        }
                     }
                 }
+                true
+            },
+            |_| n,
+        );
+        if record {
+            for part in &parts {
+                self.observe_plugin_batch("Score", &part.timings);
             }
-            Ok(out)
-        };
-        let per_node: Result<Vec<Vec<i64>>, Status> = if nodes.len() < 32 {
-            nodes.iter().map(score_node).collect()
-        } else {
-            let chunk = self.parallelizer.chunk_size(nodes.len());
-            self.parallelizer.install(|| {
-                nodes
-                    .par_iter()
-                    .with_min_len(chunk)
-                    .map(score_node)
-                    .collect()
+        }
+        if let Some((_, s)) = parts
+            .into_iter()
+            .filter_map(|p| p.failed)
+            .min_by_key(|(i, _)| *i)
+        {
+            self.observe_point("Score", &s, start);
+            return Err(s);
+        }
+        let mut raw: Vec<i64> = raw.into_iter().map(AtomicI64::into_inner).collect();
+        // Taken out of the framework for the cycle (a concurrent cycle gets an empty one).
+        let mut list: Vec<NodeScore> = std::mem::take(&mut *self.normalize_scratch.lock());
+        let result =
+            self.normalize_and_check(state, pod, nodes, &plugins, &mut raw, &mut list, start);
+        *self.normalize_scratch.lock() = list;
+        result?;
+        let totals: Vec<i64> = raw
+            .chunks(width.max(1))
+            .map(|row| {
+                row.iter()
+                    .zip(&plugins)
+                    .map(|(v, (e, _))| v * e.weight)
+                    .sum()
             })
-        };
-        let per_node = match per_node {
-            Ok(v) => v,
-            Err(s) => {
-                self.observe_point("Score", &s, start);
-                return Err(s);
-            }
-        };
-        // Per plugin: normalize, check the range.
-        let mut per_plugin: Vec<Vec<NodeScore>> = (0..plugins.len())
-            .map(|j| {
-                nodes
-                    .iter()
-                    .zip(&per_node)
-                    .map(|(n, s)| NodeScore {
-                        name: n.node_name().to_owned(),
-                        score: s[j],
-                    })
-                    .collect()
-            })
+            .take(n)
             .collect();
-        for (j, e) in plugins.iter().enumerate() {
-            let Some(p) = e.plugin.as_score() else {
-                continue;
-            };
-            let t = Instant::now();
-            let s = p.normalize_score(state, pod, &mut per_plugin[j]);
-            self.observe_plugin(state, e.name(), "ScoreExtensionNormalize", &s, t);
-            if !s.is_success() {
-                let s = Status::error(format!(
-                    "running Normalize on Score plugin {:?}: {}",
-                    e.name(),
-                    s.message()
-                ))
-                .with_plugin(e.name());
-                self.observe_point("Score", &s, start);
-                return Err(s);
+        let totals = if width == 0 { vec![0; n] } else { totals };
+        // The per-plugin breakdown is only for debugging: built under trace logging only.
+        if tracing::enabled!(target: "ksched_framework::score", tracing::Level::TRACE) {
+            for (i, node) in nodes.iter().enumerate() {
+                let scores: Vec<PluginScore> = plugins
+                    .iter()
+                    .enumerate()
+                    .map(|(j, (e, _))| PluginScore {
+                        name: e.name().to_owned(),
+                        score: raw[i * width + j] * e.weight,
+                    })
+                    .collect();
+                tracing::trace!(target: "ksched_framework::score", node = %node.node_name(), total = totals[i], scores = ?scores);
             }
-            if let Some(bad) = per_plugin[j]
-                .iter()
-                .find(|ns| !(MIN_NODE_SCORE..=MAX_NODE_SCORE).contains(&ns.score))
+        }
+        self.observe_point("Score", &Status::success(), start);
+        Ok(totals)
+    }
+
+    /// NormalizeScore of the plugins that have one, then the range check of every plugin's
+    /// column of `raw` (node-major, one column per plugin). `list` is the reused `NodeScore`
+    /// list NormalizeScore gets.
+    #[allow(clippy::too_many_arguments)]
+    fn normalize_and_check(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        nodes: &[Arc<NodeInfo>],
+        plugins: &[(&super::Enabled, &dyn crate::ScorePlugin)],
+        raw: &mut [i64],
+        list: &mut Vec<NodeScore>,
+        start: Instant,
+    ) -> Result<(), Status> {
+        let width = plugins.len();
+        let n = nodes.len();
+        for (j, (e, p)) in plugins.iter().enumerate() {
+            if p.has_normalize_score() {
+                // Names are overwritten in place (no allocation once the strings have grown
+                // to node-name size); a plugin may have changed them, so every time.
+                list.truncate(n);
+                for (slot, node) in list.iter_mut().zip(nodes) {
+                    slot.name.clear();
+                    slot.name.push_str(node.node_name());
+                }
+                for node in &nodes[list.len()..] {
+                    list.push(NodeScore {
+                        name: node.node_name().to_owned(),
+                        score: 0,
+                    });
+                }
+                for (i, slot) in list.iter_mut().enumerate() {
+                    slot.score = raw[i * width + j];
+                }
+                let t = Instant::now();
+                let s = p.normalize_score(state, pod, list);
+                if !s.is_success() {
+                    self.observe_plugin(state, e.name(), "ScoreExtensionNormalize", &s, t);
+                    let s = Status::error(format!(
+                        "running Normalize on Score plugin {:?}: {}",
+                        e.name(),
+                        s.message()
+                    ))
+                    .with_plugin(e.name());
+                    self.observe_point("Score", &s, start);
+                    return Err(s);
+                }
+                for (i, ns) in list.iter().enumerate() {
+                    raw[i * width + j] = ns.score;
+                }
+                self.observe_plugin(state, e.name(), "ScoreExtensionNormalize", &s, t);
+            }
+            if let Some(bad) = (0..n)
+                .map(|i| raw[i * width + j])
+                .find(|v| !(MIN_NODE_SCORE..=MAX_NODE_SCORE).contains(v))
             {
                 let s = Status::error(format!(
                     "plugin {:?} returns an invalid score {}, it should in the range of [{MIN_NODE_SCORE}, {MAX_NODE_SCORE}] after normalizing",
                     e.name(),
-                    bad.score
+                    bad
                 ))
                 .with_plugin(e.name());
                 self.observe_point("Score", &s, start);
                 return Err(s);
             }
         }
-        // The per-plugin breakdown costs a String and a Vec per node per cycle; it is only
-        // for debugging, so it is kept when trace logging of the framework is on.
-        let breakdown = tracing::enabled!(target: "ksched_framework::score", tracing::Level::TRACE);
-        let result = nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                let weighted = |j: usize, e: &&super::Enabled| per_plugin[j][i].score * e.weight;
-                let total_score = plugins
-                    .iter()
-                    .enumerate()
-                    .map(|(j, e)| weighted(j, e))
-                    .sum();
-                let scores = if breakdown {
-                    plugins
-                        .iter()
-                        .enumerate()
-                        .map(|(j, e)| PluginScore {
-                            name: e.name().to_owned(),
-                            score: weighted(j, e),
-                        })
-                        .collect()
-                } else {
-                    Vec::new()
-                };
-                NodePluginScores {
-                    name: n.node_name().to_owned(),
-                    scores,
-                    total_score,
-                }
-            })
-            .collect::<Vec<_>>();
-        if breakdown {
-            for r in &result {
-                tracing::trace!(target: "ksched_framework::score", node = %r.name, total = r.total_score, scores = ?r.scores);
-            }
-        }
-        self.observe_point("Score", &Status::success(), start);
-        Ok(result)
+        Ok(())
     }
+}
+
+/// A Score failure as upstream words it.
+fn score_error(plugin: &str, s: &Status) -> Status {
+    Status::error(format!(
+        "plugin {plugin:?} failed with: {}",
+        if s.message().is_empty() {
+            s.code().to_string()
+        } else {
+            s.message()
+        }
+    ))
+    .with_plugin(plugin)
 }
 
 fn fit_error(pod: &Pod, num_all_nodes: usize, diagnosis: Diagnosis) -> ScheduleError {
@@ -542,22 +649,28 @@ pub fn select_host_with<R: Rng + ?Sized>(
     scores: &[NodePluginScores],
     rng: &mut R,
 ) -> Option<String> {
-    let mut best: Option<&NodePluginScores> = None;
+    select_index(scores.iter().map(|s| s.total_score), rng).map(|i| scores[i].name.clone())
+}
+
+/// The position of the highest total; ties are broken by reservoir sampling, drawing from
+/// `rng` once per tie in order.
+fn select_index<R: Rng + ?Sized>(totals: impl Iterator<Item = i64>, rng: &mut R) -> Option<usize> {
+    let mut best: Option<(usize, i64)> = None;
     let mut ties = 0u32;
-    for s in scores {
+    for (i, total) in totals.enumerate() {
         match best {
-            Some(b) if s.total_score < b.total_score => {}
-            Some(b) if s.total_score == b.total_score => {
+            Some((_, b)) if total < b => {}
+            Some((_, b)) if total == b => {
                 ties += 1;
                 if rng.random_range(0..ties) == 0 {
-                    best = Some(s);
+                    best = Some((i, total));
                 }
             }
             _ => {
-                best = Some(s);
+                best = Some((i, total));
                 ties = 1;
             }
         }
     }
-    best.map(|b| b.name.clone())
+    best.map(|(i, _)| i)
 }
