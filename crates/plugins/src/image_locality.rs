@@ -109,6 +109,11 @@ impl PreScorePlugin for ImageLocality {
 }
 
 impl ScorePlugin for ImageLocality {
+    /// Scores are already in [0, 100]; no NormalizeScore (upstream: no ScoreExtensions).
+    fn has_normalize_score(&self) -> bool {
+        false
+    }
+
     fn score(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<i64, Status> {
         let computed;
         let s = match state.read::<PreScoreState>(PRE_SCORE_KEY) {

@@ -78,6 +78,11 @@ impl PreScorePlugin for BalancedAllocation {
 }
 
 impl ScorePlugin for BalancedAllocation {
+    /// Scores are already in [0, 100]; no NormalizeScore (upstream: no ScoreExtensions).
+    fn has_normalize_score(&self) -> bool {
+        false
+    }
+
     fn score(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<i64, Status> {
         match state.read::<Arc<Vec<i64>>>(PRE_SCORE_KEY) {
             Ok(r) => Ok(self.scorer.score(node, r)),

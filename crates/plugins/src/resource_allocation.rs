@@ -134,32 +134,65 @@ impl ResourceScorer {
     /// The node's score in [0, 100] for a pod requesting `pod_requests` (from
     /// [`ResourceScorer::pod_requests`]).
     pub fn score(&self, node: &NodeInfo, pod_requests: &[i64]) -> i64 {
-        let mut requested = Vec::with_capacity(self.resources.len());
-        let mut allocatable = Vec::with_capacity(self.resources.len());
-        for (r, &pod_request) in self.resources.iter().zip(pod_requests) {
+        // Runs once per node per pod: the per-resource figures live on the stack for the
+        // usual handful of resources.
+        const INLINE: usize = 8;
+        let k = self.resources.len();
+        if k <= INLINE {
+            let mut buf = [[0i64; INLINE]; 3];
+            let [requested, allocatable, without] = &mut buf;
+            self.score_with(
+                node,
+                pod_requests,
+                &mut requested[..k],
+                &mut allocatable[..k],
+                &mut without[..k],
+            )
+        } else {
+            self.score_with(
+                node,
+                pod_requests,
+                &mut vec![0; k],
+                &mut vec![0; k],
+                &mut vec![0; k],
+            )
+        }
+    }
+
+    fn score_with(
+        &self,
+        node: &NodeInfo,
+        pod_requests: &[i64],
+        requested: &mut [i64],
+        allocatable: &mut [i64],
+        without: &mut [i64],
+    ) -> i64 {
+        for (i, (r, &pod_request)) in self.resources.iter().zip(pod_requests).enumerate() {
             let (a, q) = self.allocatable_and_requested(node, &r.name, pod_request);
-            allocatable.push(a);
-            requested.push(if a == 0 { 0 } else { q });
+            allocatable[i] = a;
+            requested[i] = if a == 0 { 0 } else { q };
         }
         match &self.strategy {
             Strategy::LeastAllocated => {
-                self.weighted_mean(&requested, &allocatable, least_requested_score)
+                self.weighted_mean(requested, allocatable, least_requested_score)
             }
             Strategy::MostAllocated => {
-                self.weighted_mean(&requested, &allocatable, most_requested_score)
+                self.weighted_mean(requested, allocatable, most_requested_score)
             }
             Strategy::RequestedToCapacityRatio(shape) => {
-                self.ratio_score(&requested, &allocatable, shape)
+                self.ratio_score(requested, allocatable, shape)
             }
             Strategy::Balanced => {
-                let without: Vec<i64> = requested
-                    .iter()
+                for (((w, &q), &p), &a) in without
+                    .iter_mut()
+                    .zip(requested.iter())
                     .zip(pod_requests)
-                    .zip(&allocatable)
-                    .map(|((&q, &p), &a)| if a == 0 { 0 } else { q.saturating_sub(p) })
-                    .collect();
-                let with_pod = balanced_score(&requested, &allocatable);
-                let without_pod = balanced_score(&without, &allocatable);
+                    .zip(allocatable.iter())
+                {
+                    *w = if a == 0 { 0 } else { q.saturating_sub(p) };
+                }
+                let with_pod = balanced_score(requested, allocatable);
+                let without_pod = balanced_score(without, allocatable);
                 // Both lie in [50, 100] (a standard deviation of fractions is at most 0.5), so
                 // the difference is brought back into [50, 100] around 75.
                 MAX_NODE_SCORE / 2 + (MAX_NODE_SCORE / 2 + with_pod - without_pod) / 2
@@ -235,13 +268,26 @@ fn broken_linear(shape: &[(i64, i64)], p: i64) -> i64 {
 
 #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
 fn balanced_score(requested: &[i64], allocatable: &[i64]) -> i64 {
-    let fractions: Vec<f64> = requested
+    let fractions = requested
         .iter()
         .zip(allocatable)
         .filter(|(_, a)| **a != 0)
-        .map(|(&q, &a)| (q as f64 / a as f64).min(1.0))
-        .collect();
-    let std = match fractions.as_slice() {
+        .map(|(&q, &a)| (q as f64 / a as f64).min(1.0));
+    // On the stack for the usual handful of resources (this runs per node per pod).
+    let mut inline = [0f64; 8];
+    let mut n = 0;
+    let heap: Vec<f64>;
+    let fractions: &[f64] = if requested.len() <= inline.len() {
+        for f in fractions {
+            inline[n] = f;
+            n += 1;
+        }
+        &inline[..n]
+    } else {
+        heap = fractions.collect();
+        &heap
+    };
+    let std = match fractions {
         [a, b] => ((a - b) / 2.0).abs(),
         f if f.len() > 2 => {
             let mean = f.iter().sum::<f64>() / f.len() as f64;
