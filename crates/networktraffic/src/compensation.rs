@@ -17,9 +17,11 @@
 //! samples follows it. Entries fully covered are pruned by the refresher. The pod's start-up
 //! time (image pulls) is not modelled: a pod that starts late is under-counted for that long.
 
+use std::{collections::HashMap, hash::BuildHasher, sync::Arc};
+
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::{args::parse_byte_rate, snapshot::NodeMap};
+use crate::args::parse_byte_rate;
 
 /// Pod annotation with the pod's expected bandwidth in bytes/s, as a quantity (`10M`, `1Gi`).
 pub const EXPECTED_BANDWIDTH_ANNOTATION: &str = "networktraffic.ksched.io/expected-bandwidth";
@@ -27,7 +29,7 @@ pub const EXPECTED_BANDWIDTH_ANNOTATION: &str = "networktraffic.ksched.io/expect
 /// One pod's reservation.
 #[derive(Debug, Clone, PartialEq)]
 struct Reservation {
-    pod: Box<str>,
+    pod: Arc<str>,
     bytes_per_sec: f64,
     /// Unix seconds of Reserve.
     at: f64,
@@ -60,87 +62,159 @@ pub fn expected_bandwidth(pod: &Pod, default: f64) -> Result<f64, String> {
     parse_byte_rate(v)
 }
 
-/// Reservations per node. Immutable: Reserve and Unreserve swap in a changed copy, so Score
-/// reads it without a lock. It holds only nodes with reservations in flight, so the copy is
-/// small even on large clusters.
-#[derive(Debug, Clone, Default)]
+/// Shards of [`Reservations`]: a change copies one shard's map (node names and `Arc`s), never
+/// the reservations of other shards.
+const SHARDS: usize = 64;
+
+/// One shard: per node, its reservations (shared between versions until that node changes).
+type Shard = HashMap<Arc<str>, Arc<Vec<Reservation>>, foldhash::fast::RandomState>;
+
+/// Reservations per node. Immutable: Reserve and Unreserve build a changed version, so Score
+/// reads it without a lock. A version shares everything but the changed node's shard with the
+/// one it came from: nodes are spread over 64 shards by a hash of their name, each shard maps
+/// a node to an `Arc`'d list. Reserve and Unreserve copy one shard's map (its node names are
+/// `Arc`s too) and one node's list, so their cost does not grow with the reservations in
+/// flight elsewhere.
+#[derive(Debug, Clone)]
 pub struct Reservations {
-    by_node: NodeMap<Vec<Reservation>>,
+    shards: Arc<[Arc<Shard>; SHARDS]>,
+    len: usize,
+}
+
+impl Default for Reservations {
+    fn default() -> Self {
+        Self {
+            shards: Arc::new(std::array::from_fn(|_| Arc::new(Shard::default()))),
+            len: 0,
+        }
+    }
 }
 
 impl Reservations {
+    fn shard_of(node: &str) -> usize {
+        // A fixed seed: a node's shard must not change between versions. The top bits: the low
+        // ones also pick the bucket inside the shard's map.
+        let h = foldhash::fast::FixedState::default().hash_one(node);
+        usize::try_from(h >> 58).unwrap_or(0) % SHARDS
+    }
+
+    /// A version with shard `i` replaced by `f(copy of it)`.
+    fn with_shard(&self, i: usize, len: usize, f: impl FnOnce(&mut Shard)) -> Self {
+        let mut shards: [Arc<Shard>; SHARDS] = (*self.shards).clone();
+        f(Arc::make_mut(&mut shards[i]));
+        Self {
+            shards: Arc::new(shards),
+            len,
+        }
+    }
+
     /// True when nothing is reserved anywhere (the common case: Score skips the lookup).
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.by_node.is_empty()
+        self.len == 0
     }
 
     /// Bytes/s reserved on `node` that a snapshot evaluated at `evaluated_at` does not include.
     #[must_use]
     pub fn pending(&self, node: &str, evaluated_at: f64, window: f64) -> f64 {
-        if self.by_node.is_empty() {
+        if self.len == 0 {
             return 0.0;
         }
-        self.by_node.get(node).map_or(0.0, |rs| {
-            rs.iter()
-                .map(|r| r.bytes_per_sec * uncovered_fraction(r.at, evaluated_at, window))
-                .sum()
-        })
+        self.shards[Self::shard_of(node)]
+            .get(node)
+            .map_or(0.0, |rs| {
+                rs.iter()
+                    .map(|r| r.bytes_per_sec * uncovered_fraction(r.at, evaluated_at, window))
+                    .sum()
+            })
     }
 
-    /// A copy with `pod` reserving `bytes_per_sec` on `node` from `at`; an earlier reservation
-    /// of the same pod on that node is replaced.
+    /// A version with `pod` reserving `bytes_per_sec` on `node` from `at`; an earlier
+    /// reservation of the same pod on that node is replaced.
     #[must_use]
     pub fn with_added(&self, node: &str, pod: &str, bytes_per_sec: f64, at: f64) -> Self {
-        let mut next = self.clone();
-        let list = next.by_node.entry(node.into()).or_default();
-        list.retain(|r| &*r.pod != pod);
+        let i = Self::shard_of(node);
+        let old = self.shards[i].get(node);
+        let replaced = old.is_some_and(|l| l.iter().any(|r| &*r.pod == pod));
+        let len = if replaced { self.len } else { self.len + 1 };
+        let mut list: Vec<Reservation> = old.map_or_else(Vec::new, |l| {
+            l.iter().filter(|r| &*r.pod != pod).cloned().collect()
+        });
         list.push(Reservation {
             pod: pod.into(),
             bytes_per_sec,
             at,
         });
-        next
+        let key: Arc<str> = self.shards[i]
+            .get_key_value(node)
+            .map_or_else(|| node.into(), |(k, _)| k.clone());
+        self.with_shard(i, len, |shard| {
+            shard.insert(key, Arc::new(list));
+        })
     }
 
-    /// A copy without `pod`'s reservation on `node`, or `None` when there is none (Unreserve
-    /// without Reserve, or twice: nothing to do).
+    /// A version without `pod`'s reservation on `node`, or `None` when there is none
+    /// (Unreserve without Reserve, or twice: nothing to do).
     #[must_use]
     pub fn with_removed(&self, node: &str, pod: &str) -> Option<Self> {
-        let list = self.by_node.get(node)?;
-        if !list.iter().any(|r| &*r.pod == pod) {
+        let i = Self::shard_of(node);
+        let old = self.shards[i].get(node)?;
+        if !old.iter().any(|r| &*r.pod == pod) {
             return None;
         }
-        let mut next = self.clone();
-        if let Some(list) = next.by_node.get_mut(node) {
-            list.retain(|r| &*r.pod != pod);
+        let list: Vec<Reservation> = old.iter().filter(|r| &*r.pod != pod).cloned().collect();
+        let removed = old.len() - list.len();
+        Some(self.with_shard(i, self.len - removed, |shard| {
             if list.is_empty() {
-                next.by_node.remove(node);
+                shard.remove(node);
+            } else if let Some(slot) = shard.get_mut(node) {
+                *slot = Arc::new(list);
             }
-        }
-        Some(next)
+        }))
     }
 
-    /// A copy without the reservations a snapshot evaluated at `evaluated_at` fully covers, or
-    /// `None` when there are none.
+    /// A version without the reservations a snapshot evaluated at `evaluated_at` fully covers,
+    /// or `None` when there are none.
     #[must_use]
     pub fn pruned(&self, evaluated_at: f64, window: f64) -> Option<Self> {
         let covered = |r: &Reservation| uncovered_fraction(r.at, evaluated_at, window) <= 0.0;
-        if !self.by_node.values().flatten().any(covered) {
+        if !self
+            .shards
+            .iter()
+            .flat_map(|s| s.values())
+            .any(|l| l.iter().any(covered))
+        {
             return None;
         }
-        let mut next = self.clone();
-        next.by_node.retain(|_, list| {
-            list.retain(|r| !covered(r));
-            !list.is_empty()
+        let mut len = 0;
+        let shards: [Arc<Shard>; SHARDS] = std::array::from_fn(|i| {
+            let shard = &self.shards[i];
+            if !shard.values().any(|l| l.iter().any(covered)) {
+                len += shard.values().map(|l| l.len()).sum::<usize>();
+                return shard.clone();
+            }
+            let mut next = Shard::with_capacity_and_hasher(shard.len(), shard.hasher().clone());
+            for (node, list) in shard.iter() {
+                let kept: Vec<Reservation> = list.iter().filter(|r| !covered(r)).cloned().collect();
+                len += kept.len();
+                if kept.len() == list.len() {
+                    next.insert(node.clone(), list.clone());
+                } else if !kept.is_empty() {
+                    next.insert(node.clone(), Arc::new(kept));
+                }
+            }
+            Arc::new(next)
         });
-        Some(next)
+        Some(Self {
+            shards: Arc::new(shards),
+            len,
+        })
     }
 
     /// Number of reservations in flight.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.by_node.values().map(Vec::len).sum()
+        self.len
     }
 }
 
