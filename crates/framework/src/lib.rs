@@ -34,7 +34,7 @@ pub use node_info::{
 pub use plugin::*;
 pub use pod_info::{
     AffinityTerm, LabelOperator, LabelRequirement, LabelSelector, PodInfo, PodInfoError,
-    SelectorError, WeightedAffinityTerm, pod_key, pod_priority,
+    SelectorError, WeightedAffinityTerm, pod_hash, pod_key, pod_priority,
 };
 pub use quantity::{ParsedQuantity, QuantityError, parse_quantity};
 pub use queued_pod_info::QueuedPodInfo;

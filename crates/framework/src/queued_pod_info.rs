@@ -56,20 +56,23 @@ impl QueuedPodInfo {
 
     /// The pod.
     #[must_use]
+    #[inline]
     pub fn pod(&self) -> &k8s_openapi::api::core::v1::Pod {
         self.pod_info.pod()
     }
 
     /// `namespace/name`.
     #[must_use]
+    #[inline]
     pub fn key(&self) -> &str {
         self.pod_info.key()
     }
 
     /// The pod's UID (empty when the pod has none).
     #[must_use]
+    #[inline]
     pub fn uid(&self) -> &str {
-        self.pod().metadata.uid.as_deref().unwrap_or_default()
+        self.pod_info.uid()
     }
 
     /// Whether a PreEnqueue plugin holds the pod back.

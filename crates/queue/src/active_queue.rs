@@ -65,6 +65,7 @@ impl Slotted for SortKey {
 
 impl Order {
     /// Whether `a` goes before `b`.
+    #[inline(always)]
     pub(crate) fn less(&self, entries: &[Option<Entry>], a: &SortKey, b: &SortKey) -> bool {
         match self {
             Order::PrioritySort => {

@@ -205,13 +205,10 @@ impl Profiles {
         })
     }
 
-    /// The profile of `pod`: its `spec.schedulerName`, `default-scheduler` when unset.
-    pub(crate) fn id_of(&self, pod: &Pod) -> ProfileId {
-        let name = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.scheduler_name.as_deref())
-            .filter(|n| !n.is_empty());
+    /// The profile of `pod`: its `spec.schedulerName`, `default-scheduler` when unset (read
+    /// from what `PodInfo` keeps, not from the pod).
+    pub(crate) fn id_of(&self, pod: &PodInfo) -> ProfileId {
+        let name = Some(pod.scheduler_name()).filter(|n| !n.is_empty());
         let name = name.unwrap_or(DEFAULT_SCHEDULER_NAME);
         match &self.only {
             Some(only) if only == name => 0,

@@ -40,7 +40,7 @@ struct Record {
 }
 
 fn uid(pod: &PodInfo) -> &str {
-    pod.pod().metadata.uid.as_deref().unwrap_or_default()
+    pod.uid()
 }
 
 /// In-flight pods by UID, and the event log.

@@ -108,7 +108,7 @@ impl Nominator {
     /// added or updated: nothing to do, and no reference taken, in the usual case where the
     /// pod names no node and nothing is nominated.
     pub(crate) fn follow(&self, pod: &Arc<PodInfo>) {
-        if nominated_node_name(pod.pod()).is_none() && self.is_empty() {
+        if !pod.has_nominated_node_name() && self.is_empty() {
             return;
         }
         self.add(Arc::clone(pod), None);

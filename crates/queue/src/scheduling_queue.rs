@@ -9,7 +9,6 @@
 
 use std::{
     collections::HashMap,
-    hash::{BuildHasher, RandomState},
     pin::pin,
     sync::{
         Arc, Weak,
@@ -21,7 +20,7 @@ use std::{
 use k8s_openapi::api::core::v1::Pod;
 use ksched_framework::{
     ActionType, ClusterEvent, ClusterObject, EventResource, PodActivator, PodInfo, PodNominator,
-    QueuedPodInfo, events::well_known, pod_priority,
+    QueuedPodInfo, events::well_known, pod_hash,
 };
 use parking_lot::Mutex;
 use tokio::{sync::Notify, task::JoinHandle, time::MissedTickBehavior};
@@ -113,9 +112,6 @@ pub struct PriorityQueue {
 
 /// What the queue is configured with; read-only, so it lives outside the mutex.
 struct Ctx {
-    /// Hashes pod keys and UIDs for the store's index and the in-flight table (keyed, as
-    /// std's maps: pod names are chosen by users).
-    hasher: RandomState,
     clock: Arc<dyn Clock>,
     timeline: Timeline,
     order: Order,
@@ -137,6 +133,22 @@ struct State {
     scheduling_cycle: u64,
     next_seq: u64,
     closed: bool,
+}
+
+/// A pod the queue can key: it needs a name and a UID. The same as [`validate`], from what
+/// `PodInfo` precomputed (without reading the pod).
+fn validate_info(info: &PodInfo) -> Result<()> {
+    let reason = if info.key().ends_with('/') {
+        "metadata.name is missing"
+    } else if info.uid().is_empty() {
+        "metadata.uid is missing"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidPod {
+        pod: info.key().to_owned(),
+        reason,
+    })
 }
 
 /// A pod the queue can key: it needs a name and a UID.
@@ -182,8 +194,10 @@ impl Ctx {
         }
     }
 
+    /// The hash of a pod key or UID, as `PodInfo` precomputes it (the index and the in-flight
+    /// table are keyed by these).
     fn hash(&self, s: &str) -> u64 {
-        self.hasher.hash_one(s)
+        pod_hash(s)
     }
 
     /// Runs the PreEnqueue plugins of the pod's profile, the one that gated it last time
@@ -222,15 +236,17 @@ impl Ctx {
 }
 
 impl State {
-    fn new_entry(cx: &Ctx, info: QueuedPodInfo, key_hash: u64) -> Entry {
-        let profile = cx.profiles.id_of(info.pod());
+    /// The store entry of `info`, from what its `PodInfo` precomputed: the pod itself is not
+    /// read.
+    fn new_entry(cx: &Ctx, info: QueuedPodInfo) -> Entry {
+        let profile = cx.profiles.id_of(&info.pod_info);
         Entry {
-            key_hash,
-            uid_hash: cx.hash(info.uid()),
+            key_hash: info.pod_info.key_hash(),
+            uid_hash: info.pod_info.uid_hash(),
             seq: 0,
             backoff_expiry: None,
             rejectors: cx.profiles.rejectors(profile, &info),
-            priority: pod_priority(info.pod()),
+            priority: info.pod_info.priority(),
             profile,
             place: Place::Detached,
             info,
@@ -390,20 +406,19 @@ impl State {
     /// stamped `info.timestamp`.
     fn add(&mut self, cx: &Ctx, mut info: QueuedPodInfo, label: Label) -> bool {
         let now = cx.now_at(info.timestamp);
-        let key_hash = cx.hash(info.key());
-        if let Some(slot) = self.store.lookup(info.key(), key_hash) {
+        if let Some(slot) = self.store.lookup(info.key(), info.pod_info.key_hash()) {
             // The new object replaces the old only if it passes PreEnqueue; a gated re-add
             // leaves the queued pod as it is.
-            cx.run_pre_enqueue(cx.profiles.id_of(info.pod()), &mut info);
+            cx.run_pre_enqueue(cx.profiles.id_of(&info.pod_info), &mut info);
             if info.gated() {
                 return false;
             }
             self.detach(cx, slot);
             self.store.remove(slot);
-            let slot = self.store.insert(State::new_entry(cx, info, key_hash));
+            let slot = self.store.insert(State::new_entry(cx, info));
             return self.move_to_active(cx, slot, label, true, now);
         }
-        let slot = self.store.insert(State::new_entry(cx, info, key_hash));
+        let slot = self.store.insert(State::new_entry(cx, info));
         self.move_to_active(cx, slot, label, false, now)
     }
 
@@ -499,7 +514,7 @@ impl State {
 
     /// Upstream `AddUnschedulableIfNotPresent`, but for ending the flight.
     fn add_unschedulable(&mut self, cx: &Ctx, mut info: QueuedPodInfo) -> Result<bool> {
-        if let Some(slot) = self.store.lookup(info.key(), cx.hash(info.key())) {
+        if let Some(slot) = self.store.lookup(info.key(), info.pod_info.key_hash()) {
             return Err(Error::AlreadyPresent {
                 pod: info.key().to_owned(),
                 queue: queue_of(self.store.get(slot).place),
@@ -513,8 +528,7 @@ impl State {
         }
         let now = cx.now();
         info.timestamp = now.at;
-        let key_hash = cx.hash(info.key());
-        let entry = State::new_entry(cx, info, key_hash);
+        let entry = State::new_entry(cx, info);
         let strategy = match self
             .in_flight
             .events_since(entry.info.uid(), entry.uid_hash)
@@ -547,7 +561,7 @@ impl State {
         new: Arc<PodInfo>,
         events: &[ClusterEvent],
     ) -> bool {
-        let Some(slot) = self.store.lookup(new.key(), cx.hash(new.key())) else {
+        let Some(slot) = self.store.lookup(new.key(), new.key_hash()) else {
             let info = QueuedPodInfo::new(new, cx.clock.now());
             return self.add(cx, info, Label::UNSCHEDULED_POD_UPDATE);
         };
@@ -682,7 +696,6 @@ impl PriorityQueue {
         let epoch = config.clock.now();
         Ok(Self {
             cx: Ctx {
-                hasher: RandomState::new(),
                 clock: config.clock,
                 timeline: Timeline::new(epoch),
                 order: config.less.map_or(Order::PrioritySort, Order::Custom),
@@ -740,7 +753,7 @@ impl PriorityQueue {
     /// # Errors
     /// [`Error::InvalidPod`] for a pod without name or UID.
     pub fn add_pod_info(&self, pod_info: Arc<PodInfo>) -> Result<()> {
-        validate(pod_info.pod())?;
+        validate_info(&pod_info)?;
         let info = QueuedPodInfo::new(pod_info, self.cx.clock.now());
         let activated = self
             .state
@@ -805,12 +818,11 @@ impl PriorityQueue {
     /// [`Error::AlreadyPresent`] when the queue already holds the pod (re-added while in
     /// flight); [`Error::InvalidPod`] for a pod without name or UID.
     pub fn add_unschedulable_if_not_present(&self, info: QueuedPodInfo) -> Result<()> {
-        validate(info.pod())?;
-        let uid = info.uid().to_owned();
-        let uid_hash = self.cx.hash(&uid);
+        validate_info(&info.pod_info)?;
+        let pod_info = Arc::clone(&info.pod_info);
         let mut guard = self.state.lock();
         let result = guard.add_unschedulable(&self.cx, info);
-        guard.in_flight.done(&uid, uid_hash);
+        guard.in_flight.done(pod_info.uid(), pod_info.uid_hash());
         drop(guard);
         self.wake_poppers(result?);
         Ok(())

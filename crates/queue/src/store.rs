@@ -11,7 +11,7 @@
 //! with 100k pending pods would mean cache misses on every pop.
 
 use hashbrown::HashTable;
-use ksched_framework::{PodInfo, QueuedPodInfo, pod_priority};
+use ksched_framework::{PodInfo, QueuedPodInfo};
 use std::sync::Arc;
 
 use crate::hints::{ProfileId, Rejectors};
@@ -137,7 +137,7 @@ impl PodStore {
     /// Swaps in a newer version of the pod (same key).
     pub(crate) fn set_pod_info(&mut self, slot: Slot, pod_info: Arc<PodInfo>) {
         let entry = self.get_mut(slot);
-        entry.priority = pod_priority(pod_info.pod());
+        entry.priority = pod_info.priority();
         entry.info.pod_info = pod_info;
     }
 
