@@ -66,7 +66,9 @@ impl Plugin for BalancedAllocation {
 #[async_trait]
 impl PreScorePlugin for BalancedAllocation {
     async fn pre_score(&self, state: &mut CycleState, pod: &Pod, _: &[Arc<NodeInfo>]) -> Status {
-        let requests = self.scorer.pod_requests(&PodResource::of_pod(pod).0);
+        let requests = self
+            .scorer
+            .pod_requests(&crate::helper::cached_pod_resource(state, pod).0);
         // Best-effort pods are not balanced: otherwise they would all pile onto one node
         // (kubernetes/kubernetes#129138).
         if requests.iter().all(|r| *r == 0) {

@@ -271,11 +271,19 @@ pub fn fits_request(
 
 fn pod_requests(pod: &Pod) -> Result<Resource, Status> {
     let (res, errors) = PodResource::of_pod(pod);
+    requests_or_error(&res, &errors)
+}
+
+/// The requests, or the first malformed quantity as an unresolvable status.
+fn requests_or_error(
+    res: &PodResource,
+    errors: &[ksched_framework::ResourceError],
+) -> Result<Resource, Status> {
     match errors.first() {
         Some(e) => Err(Status::unresolvable(format!(
             "invalid resource request: {e}"
         ))),
-        None => Ok(res.requests),
+        None => Ok(res.requests.clone()),
     }
 }
 
@@ -312,7 +320,8 @@ impl PreFilterPlugin for NodeResourcesFit {
         pod: &Pod,
         _: &[Arc<NodeInfo>],
     ) -> (Option<PreFilterResult>, Status) {
-        match pod_requests(pod) {
+        let res = crate::helper::cached_pod_resource(state, pod);
+        match requests_or_error(&res.0, &res.1) {
             Ok(r) => {
                 state.write(PRE_FILTER_KEY, Arc::new(r));
                 (None, Status::success())
@@ -351,8 +360,8 @@ impl FilterPlugin for NodeResourcesFit {
 #[async_trait]
 impl PreScorePlugin for NodeResourcesFit {
     async fn pre_score(&self, state: &mut CycleState, pod: &Pod, _: &[Arc<NodeInfo>]) -> Status {
-        let (res, _) = PodResource::of_pod(pod);
-        state.write(PRE_SCORE_KEY, Arc::new(self.scorer.pod_requests(&res)));
+        let res = crate::helper::cached_pod_resource(state, pod);
+        state.write(PRE_SCORE_KEY, Arc::new(self.scorer.pod_requests(&res.0)));
         Status::success()
     }
 }

@@ -10,7 +10,7 @@ mod taints;
 pub use node_selector::{NodeSelectorMatcher, PreferredSchedulingTerms, RequiredNodeAffinity};
 pub use normalize::default_normalize_score;
 pub use parallel::par_map;
-pub use pod::{node_labels, pod_labels, pod_namespace, pod_uid, same_pod};
+pub use pod::{cached_pod_resource, node_labels, pod_labels, pod_namespace, pod_uid, same_pod};
 pub use taints::{
     TAINT_NODE_UNSCHEDULABLE, do_not_schedule_taint, find_untolerated_taint, tolerates_taint,
 };

@@ -34,3 +34,52 @@ pub fn same_pod(a: &Pod, b: &Pod) -> bool {
         _ => a.metadata.namespace == b.metadata.namespace && a.metadata.name == b.metadata.name,
     }
 }
+
+/// Cycle-state key of the pod's [`PodResource`], shared by the resource plugins.
+const POD_RESOURCE_KEY: &str = "ksched/PodResource";
+
+/// The cached requests and the pod they belong to (its address, name and UID: a state reused
+/// for another pod, as some tests do, must not answer with the first pod's requests).
+#[derive(Clone)]
+struct CachedPodResource {
+    pod: (usize, Option<String>, Option<String>),
+    resource: std::sync::Arc<(
+        ksched_framework::PodResource,
+        Vec<ksched_framework::ResourceError>,
+    )>,
+}
+
+fn identity(pod: &Pod) -> (usize, Option<&str>, Option<&str>) {
+    (
+        std::ptr::from_ref(pod) as usize,
+        pod.metadata.name.as_deref(),
+        pod.metadata.uid.as_deref(),
+    )
+}
+
+/// The pod's requests (with the quantity errors found), computed once per cycle: parsing a
+/// pod's quantities costs microseconds, and NodeResourcesFit's PreFilter and PreScore and
+/// BalancedAllocation's PreScore all need them.
+pub fn cached_pod_resource(
+    state: &mut ksched_framework::CycleState,
+    pod: &Pod,
+) -> std::sync::Arc<(
+    ksched_framework::PodResource,
+    Vec<ksched_framework::ResourceError>,
+)> {
+    let id = identity(pod);
+    if let Ok(c) = state.read::<CachedPodResource>(POD_RESOURCE_KEY)
+        && (c.pod.0, c.pod.1.as_deref(), c.pod.2.as_deref()) == id
+    {
+        return c.resource.clone();
+    }
+    let resource = std::sync::Arc::new(ksched_framework::PodResource::of_pod(pod));
+    state.write(
+        POD_RESOURCE_KEY,
+        CachedPodResource {
+            pod: (id.0, id.1.map(str::to_owned), id.2.map(str::to_owned)),
+            resource: resource.clone(),
+        },
+    );
+    resource
+}
