@@ -8,7 +8,90 @@ use std::collections::HashMap;
 /// A map keyed by node name (or IP). foldhash rather than std's SipHash: Score hashes one node
 /// name per node per pod, and SipHash was most of its cost; the random seed keeps it
 /// unpredictable, and the keys come from the cluster's own node names anyway.
-pub type NodeMap<V> = HashMap<Box<str>, V, foldhash::fast::RandomState>;
+pub type NodeMap<V> = HashMap<NodeKey, V, foldhash::fast::RandomState>;
+
+/// Bytes of a node name kept inside the map's entry.
+const INLINE_KEY: usize = 46;
+
+/// A node name (or IP) as a map key: names up to 46 bytes are stored inside the entry, so the
+/// key comparison after a hash hit reads the cache line the probe already loaded instead of
+/// chasing a pointer to a heap string — on 5000 nodes that second miss was half of Score's
+/// lookup. Longer names live on the heap. Hashes and compares as the `str` it holds.
+#[derive(Clone)]
+pub enum NodeKey {
+    /// A short name, in place.
+    Inline {
+        /// Bytes used.
+        len: u8,
+        /// The name's bytes (valid UTF-8 up to `len`).
+        bytes: [u8; INLINE_KEY],
+    },
+    /// A long name.
+    Heap(Box<str>),
+}
+
+impl NodeKey {
+    /// The name.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        match self {
+            // Only ever filled from a `str` (see `From<&str>`), so always valid UTF-8.
+            NodeKey::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            NodeKey::Heap(s) => s,
+        }
+    }
+}
+
+impl From<&str> for NodeKey {
+    fn from(s: &str) -> Self {
+        match u8::try_from(s.len()) {
+            Ok(len) if s.len() <= INLINE_KEY => {
+                let mut bytes = [0u8; INLINE_KEY];
+                bytes[..s.len()].copy_from_slice(s.as_bytes());
+                NodeKey::Inline { len, bytes }
+            }
+            _ => NodeKey::Heap(s.into()),
+        }
+    }
+}
+
+impl From<Box<str>> for NodeKey {
+    fn from(s: Box<str>) -> Self {
+        if s.len() <= INLINE_KEY {
+            NodeKey::from(&*s)
+        } else {
+            NodeKey::Heap(s)
+        }
+    }
+}
+
+impl std::borrow::Borrow<str> for NodeKey {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::hash::Hash for NodeKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialEq for NodeKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for NodeKey {}
+
+impl std::fmt::Debug for NodeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
 
 use k8s_openapi::api::core::v1::Node;
 
@@ -41,7 +124,10 @@ impl TrafficSnapshot {
         evaluated_at: i64,
     ) -> Self {
         Self {
-            nodes: nodes.into_iter().map(|(k, v)| (k.into(), v)).collect(),
+            nodes: nodes
+                .into_iter()
+                .map(|(k, v)| (NodeKey::from(k.into()), v))
+                .collect(),
             evaluated_at,
         }
     }
@@ -69,7 +155,7 @@ impl TrafficSnapshot {
             .into_iter()
             .map(|(k, r)| {
                 (
-                    k.into(),
+                    NodeKey::from(k.into()),
                     NodeTraffic {
                         rate: Some(r),
                         capacity: None,
@@ -134,6 +220,6 @@ impl TrafficSnapshot {
 
     /// All keys and measurements.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &NodeTraffic)> {
-        self.nodes.iter().map(|(k, v)| (&**k, v))
+        self.nodes.iter().map(|(k, v)| (k.as_str(), v))
     }
 }
