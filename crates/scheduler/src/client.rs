@@ -59,6 +59,7 @@ pub fn client_from_config(config: Config, qps: f32, burst: u32) -> Result<Client
     let builder = ClientBuilder::try_from(config)
         .map_err(|e| Error::Client(format!("building the kube client: {e}")))?;
     Ok(builder
+        .with_layer(&InFlightLimitLayer::new(MAX_REQUESTS_IN_FLIGHT))
         .with_layer(&RequestTimeoutLayer::new(REQUEST_TIMEOUT))
         .with_layer(&OutageLogLayer::default())
         .with_layer(&RateLimitLayer::new(qps, burst))
@@ -235,6 +236,74 @@ where
     }
 }
 
+/// Requests (other than watches and followed logs) in flight at once. kube's client speaks
+/// HTTP/1.1, one connection per concurrent request, and the binding cycles run concurrently:
+/// without a cap a burst of bindings opens thousands of TLS connections to the apiserver (each
+/// costing a handshake there and buffers here). client-go multiplexes the same requests over one
+/// HTTP/2 connection, at most the server's 250 concurrent streams.
+pub const MAX_REQUESTS_IN_FLIGHT: usize = 128;
+
+/// Caps the requests in flight (watches and followed logs exempt); the others wait for a slot
+/// before they are sent (the wait does not count against [`REQUEST_TIMEOUT`]).
+#[derive(Clone, Debug)]
+pub struct InFlightLimitLayer {
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl InFlightLimitLayer {
+    /// At most `max` requests in flight.
+    #[must_use]
+    pub fn new(max: usize) -> Self {
+        Self {
+            slots: Arc::new(tokio::sync::Semaphore::new(max.max(1))),
+        }
+    }
+}
+
+impl<S> Layer<S> for InFlightLimitLayer {
+    type Service = InFlightLimit<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        InFlightLimit {
+            inner,
+            slots: self.slots.clone(),
+        }
+    }
+}
+
+/// The service [`InFlightLimitLayer`] produces.
+#[derive(Clone, Debug)]
+pub struct InFlightLimit<S> {
+    inner: S,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl<S, B> Service<axum::http::Request<B>> for InFlightLimit<S>
+where
+    S: Service<axum::http::Request<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
+        let slots = (!long_running(&req)).then(|| self.slots.clone());
+        // The inner future sends nothing until it is polled.
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let _slot = match slots {
+                Some(s) => s.acquire_owned().await.ok(),
+                None => None,
+            };
+            fut.await
+        })
+    }
+}
+
 /// A token-bucket limit on requests (GCRA from `governor`): `qps` per second, `burst` at once.
 /// Long-running watches count once, when they start.
 #[derive(Clone)]
@@ -332,6 +401,45 @@ mod tests {
         let took = start.elapsed();
         assert!(took.as_millis() >= 150, "{took:?}");
         assert!(took.as_millis() < 2000, "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn in_flight_requests_are_capped_but_watches_are_not() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let now = Arc::new(AtomicUsize::new(0));
+        let max = Arc::new(AtomicUsize::new(0));
+        let (n, m) = (now.clone(), max.clone());
+        let svc = service_fn(move |req: axum::http::Request<()>| {
+            let (n, m) = (n.clone(), m.clone());
+            async move {
+                if !long_running(&req) {
+                    let c = n.fetch_add(1, Ordering::SeqCst) + 1;
+                    m.fetch_max(c, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    n.fetch_sub(1, Ordering::SeqCst);
+                } else {
+                    std::future::pending::<()>().await;
+                }
+                Ok::<_, Infallible>(())
+            }
+        });
+        let svc = InFlightLimitLayer::new(2).layer(svc);
+        let req = |uri: &str| axum::http::Request::get(uri).body(()).unwrap();
+        // Watches hold no slot: three of them stay open while the bindings go through.
+        let watches: Vec<_> = (0..3)
+            .map(|_| tokio::spawn(svc.clone().oneshot(req("/api/v1/pods?watch=true"))))
+            .collect();
+        let calls = (0..10).map(|_| {
+            svc.clone()
+                .oneshot(req("/api/v1/namespaces/a/pods/p/binding"))
+        });
+        futures::future::join_all(calls).await;
+        assert_eq!(max.load(Ordering::SeqCst), 2);
+        assert_eq!(now.load(Ordering::SeqCst), 0);
+        for w in watches {
+            assert!(!w.is_finished());
+            w.abort();
+        }
     }
 
     #[tokio::test(start_paused = true)]
