@@ -127,6 +127,8 @@ pub struct BenchOptions {
     /// drains a queue and pod creation does not compete with it; latency then includes the
     /// wait for the scheduler. Default: create them while it runs, as scheduler_perf does.
     pub precreate: bool,
+    /// Extra environment of our scheduler (experiments, e.g. `MALLOC_ARENA_MAX=2`).
+    pub ours_env: Vec<(String, String)>,
 }
 
 impl BenchOptions {
@@ -151,6 +153,7 @@ impl BenchOptions {
             revision: None,
             warmup_pods: 1000,
             precreate: false,
+            ours_env: Vec::new(),
         }
     }
 }

@@ -61,6 +61,16 @@ struct Args {
     /// scheduler_perf does).
     #[arg(long)]
     precreate: bool,
+    /// KEY=VALUE added to our scheduler's environment (repeatable; for experiments such as
+    /// MALLOC_ARENA_MAX=2; shown in the report).
+    #[arg(long, value_parser = parse_env)]
+    ours_env: Vec<(String, String)>,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
 }
 
 fn main() -> ExitCode {
@@ -78,6 +88,7 @@ fn main() -> ExitCode {
     o.revision = a.revision;
     o.warmup_pods = a.warmup_pods;
     o.precreate = a.precreate;
+    o.ours_env = a.ours_env;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

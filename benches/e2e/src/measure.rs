@@ -426,6 +426,7 @@ async fn start_scheduler(
                 format!("--bind-address=127.0.0.1:{port}"),
             ]);
             exec.env_remove.push("RUST_LOG".to_owned());
+            exec.env.extend(o.ours_env.iter().cloned());
             let p = cp.exec(exec)?;
             Ok(Running::Ours(p, format!("http://127.0.0.1:{port}")))
         }

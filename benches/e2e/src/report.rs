@@ -33,6 +33,8 @@ pub struct OptionsSummary {
     pub revision: Option<String>,
     /// Pods created before the scheduler started (backlog mode).
     pub precreate: bool,
+    /// Extra environment of our scheduler.
+    pub ours_env: Vec<(String, String)>,
 }
 
 impl From<&BenchOptions> for OptionsSummary {
@@ -50,6 +52,7 @@ impl From<&BenchOptions> for OptionsSummary {
             pod_requests: o.pod_requests.clone(),
             revision: o.revision.clone(),
             precreate: o.precreate,
+            ours_env: o.ours_env.clone(),
         }
     }
 }
@@ -148,6 +151,18 @@ pub fn markdown(r: &Report) -> String {
         },
         o.schedulers.join(" then "),
     );
+    if !o.ours_env.is_empty() {
+        let env: Vec<String> = o
+            .ours_env
+            .iter()
+            .map(|(k, v)| format!("`{k}={v}`"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "Our scheduler's extra environment: {}.\n",
+            env.join(", ")
+        );
+    }
     for &nodes in &o.node_counts {
         let runs: Vec<&RunResult> = o
             .schedulers
