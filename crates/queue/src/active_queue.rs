@@ -57,6 +57,16 @@ impl SortKey {
     }
 }
 
+impl SortKey {
+    /// PrioritySort's order on the inline keys: higher priority, then earlier timestamp, then
+    /// FIFO. A plain function, so that the heap's sifting loops inline it.
+    #[inline(always)]
+    pub(crate) fn before(a: &Self, b: &Self) -> bool {
+        a.priority > b.priority
+            || (a.priority == b.priority && (a.timestamp, a.seq) < (b.timestamp, b.seq))
+    }
+}
+
 impl Slotted for SortKey {
     fn slot(&self) -> u32 {
         self.slot
@@ -68,10 +78,7 @@ impl Order {
     #[inline(always)]
     pub(crate) fn less(&self, entries: &[Option<Entry>], a: &SortKey, b: &SortKey) -> bool {
         match self {
-            Order::PrioritySort => {
-                a.priority > b.priority
-                    || (a.priority == b.priority && (a.timestamp, a.seq) < (b.timestamp, b.seq))
-            }
+            Order::PrioritySort => SortKey::before(a, b),
             Order::Custom(less) => {
                 let info =
                     |k: &SortKey| &entries[k.slot as usize].as_ref().expect("queued pod").info;
@@ -93,31 +100,48 @@ impl ActiveQueue {
         self.heap.len()
     }
 
+    // Each operation matches on the order once, so that the PrioritySort heap is compiled with
+    // `SortKey::before` inlined into its sifting loops, as `BinaryHeap`'s `Ord` is.
+
     pub(crate) fn push(&mut self, store: &mut PodStore, order: &Order, key: SortKey) {
         let (entries, pos) = store.split();
-        self.heap.push(key, pos, |a, b| order.less(entries, a, b));
+        match order {
+            Order::PrioritySort => self.heap.push(key, pos, SortKey::before),
+            Order::Custom(_) => self.heap.push(key, pos, |a, b| order.less(entries, a, b)),
+        }
     }
 
     pub(crate) fn pop(&mut self, store: &mut PodStore, order: &Order) -> Option<Slot> {
         let (entries, pos) = store.split();
-        self.heap
-            .pop(pos, |a, b| order.less(entries, a, b))
-            .map(|k| k.slot)
+        let key = match order {
+            Order::PrioritySort => self.heap.pop(pos, SortKey::before),
+            Order::Custom(_) => self.heap.pop(pos, |a, b| order.less(entries, a, b)),
+        };
+        key.map(|k| k.slot)
     }
 
     pub(crate) fn remove(&mut self, store: &mut PodStore, order: &Order, slot: Slot) {
         let (entries, pos) = store.split();
         let at = pos[slot as usize];
-        self.heap
-            .remove_at(at, pos, |a, b| order.less(entries, a, b));
+        match order {
+            Order::PrioritySort => self.heap.remove_at(at, pos, SortKey::before),
+            Order::Custom(_) => self
+                .heap
+                .remove_at(at, pos, |a, b| order.less(entries, a, b)),
+        };
     }
 
     /// Re-sorts a pod whose key or pod changed (an update in place).
     pub(crate) fn update(&mut self, store: &mut PodStore, order: &Order, key: SortKey) {
         let (entries, pos) = store.split();
         let at = pos[key.slot as usize];
-        self.heap
-            .replace_at(at, key, pos, |a, b| order.less(entries, a, b));
+        match order {
+            Order::PrioritySort => self.heap.replace_at(at, key, pos, SortKey::before),
+            Order::Custom(_) => {
+                self.heap
+                    .replace_at(at, key, pos, |a, b| order.less(entries, a, b));
+            }
+        }
     }
 
     /// Slots in heap order (not sorted).

@@ -24,10 +24,10 @@ pub(crate) struct RecordedEvent {
 #[derive(Debug)]
 enum Item {
     /// Where a pod entered the log; `done` leaves a tombstone that pruning removes.
-    Pod {
-        live: bool,
-    },
-    Event(RecordedEvent),
+    Pod { live: bool },
+    /// Boxed: events are rare next to pods, and a small `Item` keeps the per-pod push and
+    /// pop of the log cheap.
+    Event(Box<RecordedEvent>),
 }
 
 /// An in-flight pod: its UID hash (taken when it was queued), the pod and its mark, the
@@ -123,11 +123,11 @@ impl InFlight {
         if self.pods.is_empty() {
             return false;
         }
-        self.log.push_back(Item::Event(RecordedEvent {
+        self.log.push_back(Item::Event(Box::new(RecordedEvent {
             event: event.clone(),
             old: old.cloned(),
             new: new.cloned(),
-        }));
+        })));
         true
     }
 
@@ -139,7 +139,7 @@ impl InFlight {
     ) -> Option<impl Iterator<Item = &RecordedEvent>> {
         let start = (self.find(uid, hash)?.mark - self.base) as usize + 1;
         Some(self.log.range(start..).filter_map(|i| match i {
-            Item::Event(e) => Some(e),
+            Item::Event(e) => Some(&**e),
             Item::Pod { .. } => None,
         }))
     }

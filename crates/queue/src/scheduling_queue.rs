@@ -434,10 +434,9 @@ impl State {
                     slot
                 }
             };
-            self.store.get_mut(slot).place = Place::Detached;
             let Entry {
                 mut info, uid_hash, ..
-            } = self.store.remove(slot);
+            } = self.store.remove_popped(slot);
             if !self.in_flight.start(Arc::clone(&info.pod_info), uid_hash) {
                 // The same pod is already being scheduled (re-added while in flight): the
                 // attempt in progress decides, this copy is dropped (upstream does the same).
@@ -449,8 +448,14 @@ impl State {
             }
             info.attempts += 1;
             self.scheduling_cycle += 1;
-            info.unschedulable_plugins.clear();
-            info.pending_plugins.clear();
+            // Usually empty already (a pod added, or back after an error); clearing an empty
+            // set still walks its (empty) iterator.
+            if !info.unschedulable_plugins.is_empty() {
+                info.unschedulable_plugins.clear();
+            }
+            if !info.pending_plugins.is_empty() {
+                info.pending_plugins.clear();
+            }
             info.gating_plugin = None;
             return Some(info);
         }

@@ -134,6 +134,14 @@ impl PodStore {
         entry
     }
 
+    /// Forgets a pod just popped from its heap (its place not yet reset: this does it).
+    pub(crate) fn remove_popped(&mut self, slot: Slot) -> Entry {
+        if let Some(entry) = self.entries[slot as usize].as_mut() {
+            entry.place = Place::Detached;
+        }
+        self.remove(slot)
+    }
+
     /// Swaps in a newer version of the pod (same key).
     pub(crate) fn set_pod_info(&mut self, slot: Slot, pod_info: Arc<PodInfo>) {
         let entry = self.get_mut(slot);
