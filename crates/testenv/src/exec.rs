@@ -164,15 +164,23 @@ impl Babysat {
     }
 }
 
-/// The first child of `pid` (any of its threads may have forked it).
+/// The child of the babysitter `pid` that runs the program (any of its threads may have forked
+/// it). Not simply the first child: before starting a program, Go (1.23+) probes
+/// `clone(CLONE_PIDFD)` with a child that exits at once, and a freshly forked child still runs
+/// the babysitter's binary until its exec. So the child must run another executable than the
+/// babysitter itself.
 fn child_pid(pid: u32) -> Option<u32> {
+    let babysitter = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-    tasks.flatten().find_map(|t| {
-        std::fs::read_to_string(t.path().join("children"))
-            .ok()?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    })
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .find(|child| {
+            std::fs::read_link(format!("/proc/{child}/exe")).is_ok_and(|exe| exe != babysitter)
+        })
 }
