@@ -109,7 +109,7 @@ impl Babysat {
         })?;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(pid) = child_pid(exec) {
+            if let Some(pid) = program_pid(exec) {
                 return Ok(pid);
             }
             self.ensure_running()?;
@@ -164,12 +164,15 @@ impl Babysat {
     }
 }
 
-/// The child of the babysitter `pid` that runs the program (any of its threads may have forked
-/// it). Not simply the first child: before starting a program, Go (1.23+) probes
-/// `clone(CLONE_PIDFD)` with a child that exits at once, and a freshly forked child still runs
-/// the babysitter's binary until its exec. So the child must run another executable than the
-/// babysitter itself.
-fn child_pid(pid: u32) -> Option<u32> {
+/// The child of the babysitter `pid` (a `ksched-testenv exec`) that runs the program, once it
+/// has exec'd (any of the babysitter's threads may have forked it); public for tests that start
+/// the babysitter themselves.
+///
+/// Not simply its first child: before starting a program, Go (1.23+) probes `clone(CLONE_PIDFD)`
+/// with a child that exits at once, and taking that probe for the program sent every later signal
+/// to a dead (or reused) PID. A freshly forked child also still runs the babysitter's binary until
+/// its exec. So the child must run another executable than the babysitter itself.
+pub fn program_pid(pid: u32) -> Option<u32> {
     let babysitter = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
     tasks

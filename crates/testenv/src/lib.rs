@@ -40,7 +40,7 @@ pub use binaries::{BIN_DIR_ENV, bin_dir, repo_root};
 pub use control_plane::free_port;
 pub use control_plane::{ApiserverRestart, ControlPlane, ControlPlaneOptions, ReadyInfo};
 pub use error::{Error, Result};
-pub use exec::{Babysat, ExecOptions};
+pub use exec::{Babysat, ExecOptions, program_pid};
 pub use namespace::TestNamespace;
 pub use objects::{
     NodeSpec, TestPod, bind_pod, create_node, create_nodes, create_pod, delete_node, delete_pod,

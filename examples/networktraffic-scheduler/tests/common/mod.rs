@@ -165,30 +165,6 @@ pub fn signal(pid: u32, sig: &str) {
         .status();
 }
 
-/// The child of the babysitter `exec` that runs [`BIN`], once it has exec'd.
-///
-/// Not simply its first child: before starting a program, Go (1.23+) probes `clone(CLONE_PIDFD)`
-/// by cloning a child that exits at once, and that probe shows up in `/proc/…/children` for a
-/// moment. Taking it for the scheduler sent every later signal to a dead (or reused) PID: SIGTERM
-/// and even SIGKILL "did nothing" and a test waited out its whole timeout (under CPU load 3 runs
-/// of 6). A freshly forked child also still shows the babysitter's command line until its exec,
-/// so the check is on `argv[0]`.
-fn scheduler_child(exec: u32) -> Option<u32> {
-    let tasks = std::fs::read_dir(format!("/proc/{exec}/task")).ok()?;
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-        .flat_map(|c| {
-            c.split_whitespace()
-                .filter_map(|p| p.parse::<u32>().ok())
-                .collect::<Vec<_>>()
-        })
-        .find(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|cmdline| cmdline.split(|b| *b == 0).next() == Some(BIN.as_bytes()))
-        })
-}
-
 /// The scheduler binary, run under `ksched-testenv exec --watch-stdin` (it dies with this test
 /// process, even a SIGKILLed one). Killed on drop.
 pub struct Scheduler {
@@ -235,7 +211,7 @@ impl Scheduler {
         let exec = cmd.spawn().expect("spawn ksched-testenv exec");
         let deadline = Instant::now() + Duration::from_secs(10);
         let pid = loop {
-            if let Some(pid) = scheduler_child(exec.id()) {
+            if let Some(pid) = ksched_testenv::program_pid(exec.id()) {
                 break pid;
             }
             assert!(Instant::now() < deadline, "the scheduler did not start");
