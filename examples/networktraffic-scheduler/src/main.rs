@@ -13,6 +13,10 @@ use clap::{Parser, Subcommand};
 use ksched::{Error, Scheduler};
 use tokio_util::sync::CancellationToken;
 
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
 /// A network-traffic-aware Kubernetes scheduler (upstream kube-scheduler semantics).
 #[derive(Debug, Parser)]
 #[command(
@@ -133,6 +137,11 @@ fn runtime(mut builder: tokio::runtime::Builder) -> Result<tokio::runtime::Runti
 }
 
 fn main() -> ExitCode {
+    // Written when dropped, at the end of `main` (after a graceful shutdown).
+    #[cfg(feature = "dhat-heap")]
+    let _profiler = dhat::Profiler::builder()
+        .file_name(std::env::var_os("KSCHED_DHAT_FILE").unwrap_or_else(|| "dhat-heap.json".into()))
+        .build();
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Simulate(sim)) => return simulate::main(&sim),
