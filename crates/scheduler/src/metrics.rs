@@ -1,8 +1,9 @@
 //! The scheduler's Prometheus metrics under upstream's names (`scheduler_*`).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ksched_framework::metrics::FrameworkMetrics;
+use parking_lot::RwLock;
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{
@@ -62,6 +63,32 @@ pub struct SchedulerMetrics {
     pub binding_in_flight: Gauge,
     /// Framework histograms (extension points, plugins).
     pub framework: Arc<FrameworkMetrics>,
+    /// `schedule_attempts` and `scheduling_attempt_duration` resolved per profile, so an
+    /// attempt's observation neither allocates a label string nor hashes one into the families.
+    attempt_handles: Arc<RwLock<ProfileHandles>>,
+    /// `pod_scheduling_sli_duration` for 1..=[`SLI_CACHED_ATTEMPTS`] attempts (index
+    /// `attempts - 1`), each resolved on its first observation: no `to_string` per bound pod.
+    sli_handles: Arc<[OnceLock<Histogram>; SLI_CACHED_ATTEMPTS]>,
+}
+
+/// Attempt counts whose SLI histogram is cached; pods needing more go through the family.
+const SLI_CACHED_ATTEMPTS: usize = 8;
+
+/// Each profile seen so far with its handles; profiles are few, so a scan beats hashing.
+type ProfileHandles = Vec<(String, Arc<AttemptHandles>)>;
+
+/// One profile's attempt counter and histogram for each result, indexed by [`result_index`]
+/// and each resolved on its first observation (so, as before, a series exists once observed).
+#[derive(Debug, Default)]
+struct AttemptHandles {
+    by_result: [OnceLock<(Counter, Histogram)>; 3],
+}
+
+/// The attempt results `observe_attempt` accepts, in handle order.
+const RESULTS: [&str; 3] = ["scheduled", "unschedulable", "error"];
+
+fn result_index(result: &str) -> Option<usize> {
+    RESULTS.iter().position(|r| *r == result)
 }
 
 impl Default for SchedulerMetrics {
@@ -74,6 +101,8 @@ impl Default for SchedulerMetrics {
             cache_size: Family::default(),
             binding_in_flight: Gauge::default(),
             framework: Arc::new(FrameworkMetrics::new()),
+            attempt_handles: Arc::default(),
+            sli_handles: Arc::default(),
         }
     }
 }
@@ -117,13 +146,114 @@ impl SchedulerMetrics {
 
     /// Records one attempt's outcome and duration.
     pub fn observe_attempt(&self, result: &'static str, profile: &str, seconds: f64) {
-        let labels = ResultProfile {
-            result,
-            profile: profile.to_owned(),
+        let Some(i) = result_index(result) else {
+            // Not one of the three results: no pre-resolved handle, go through the families.
+            let labels = ResultProfile {
+                result,
+                profile: profile.to_owned(),
+            };
+            self.schedule_attempts.get_or_create(&labels).inc();
+            self.scheduling_attempt_duration
+                .get_or_create(&labels)
+                .observe(seconds);
+            return;
         };
-        self.schedule_attempts.get_or_create(&labels).inc();
-        self.scheduling_attempt_duration
-            .get_or_create(&labels)
-            .observe(seconds);
+        let handles = self.attempt_handles(profile);
+        let (counter, duration) = handles.by_result[i].get_or_init(|| {
+            let labels = ResultProfile {
+                result,
+                profile: profile.to_owned(),
+            };
+            // Family handles share their value with the family: observing through a clone
+            // is observing in the exported series.
+            (
+                self.schedule_attempts.get_or_create(&labels).clone(),
+                self.scheduling_attempt_duration
+                    .get_or_create(&labels)
+                    .clone(),
+            )
+        });
+        counter.inc();
+        duration.observe(seconds);
+    }
+
+    /// Records the time from a pod's first attempt until it was bound, by the attempts it took.
+    pub fn observe_sli(&self, attempts: u32, seconds: f64) {
+        let family = || {
+            self.pod_scheduling_sli_duration
+                .get_or_create(&Attempts {
+                    attempts: attempts.to_string(),
+                })
+                .clone()
+        };
+        let slot = usize::try_from(attempts)
+            .ok()
+            .and_then(|a| a.checked_sub(1))
+            .and_then(|i| self.sli_handles.get(i));
+        match slot {
+            Some(slot) => slot.get_or_init(family).observe(seconds),
+            None => family().observe(seconds),
+        }
+    }
+
+    /// The profile's handles (made the first time the profile is seen).
+    fn attempt_handles(&self, profile: &str) -> Arc<AttemptHandles> {
+        if let Some((_, h)) = self
+            .attempt_handles
+            .read()
+            .iter()
+            .find(|(p, _)| p == profile)
+        {
+            return h.clone();
+        }
+        let mut all = self.attempt_handles.write();
+        if let Some((_, h)) = all.iter().find(|(p, _)| p == profile) {
+            return h.clone();
+        }
+        let handles = Arc::new(AttemptHandles::default());
+        all.push((profile.to_owned(), handles.clone()));
+        handles
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Observations through the cached handles land in the exported series, and a series
+    /// appears only once observed, as with the families alone.
+    #[test]
+    fn cached_handles_feed_the_families() {
+        let m = SchedulerMetrics::default();
+        let mut registry = Registry::default();
+        m.register(&mut registry);
+        m.observe_attempt("scheduled", "p", 0.5);
+        m.observe_attempt("scheduled", "p", 0.5);
+        m.observe_attempt("error", "q", 0.1);
+        m.observe_sli(1, 0.2);
+        m.observe_sli(100, 0.2);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+        assert!(
+            text.contains(r#"scheduler_schedule_attempts_total{result="scheduled",profile="p"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"scheduler_schedule_attempts_total{result="error",profile="q"} 1"#),
+            "{text}"
+        );
+        assert!(!text.contains(r#"result="unschedulable""#), "{text}");
+        assert!(!text.contains(r#"result="error",profile="p""#), "{text}");
+        assert!(text.contains(r#"scheduler_scheduling_attempt_duration_seconds_count{result="scheduled",profile="p"} 2"#), "{text}");
+        assert!(
+            text.contains(r#"scheduler_pod_scheduling_sli_duration_seconds_count{attempts="1"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"scheduler_pod_scheduling_sli_duration_seconds_count{attempts="100"} 1"#
+            ),
+            "{text}"
+        );
     }
 }

@@ -72,9 +72,8 @@ impl Inner {
     /// One pod: scheduling cycle, assume, Reserve, Permit; binding continues in its own task.
     pub(crate) async fn schedule_one(self: &Arc<Self>, qpi: QueuedPodInfo) {
         let pod = qpi.pod_info.pod().clone();
-        let key = qpi.key().to_owned();
         let Some(fw) = self.profiles.get(scheduler_name(&pod)).cloned() else {
-            tracing::error!(pod = %key, scheduler = scheduler_name(&pod), "no profile for the pod's schedulerName");
+            tracing::error!(pod = %qpi.key(), scheduler = scheduler_name(&pod), "no profile for the pod's schedulerName");
             self.queue.done(qpi.uid());
             return;
         };
@@ -120,12 +119,13 @@ impl Inner {
             );
             return;
         }
-        let host = result.suggested_host.clone();
+        // Borrowed: `result` moves into the binding task only after Reserve and Permit.
+        let host = result.suggested_host.as_str();
         let s = fw
-            .run_reserve_plugins_reserve(&mut state, &assumed, &host)
+            .run_reserve_plugins_reserve(&mut state, &assumed, host)
             .await;
         if !s.is_success() {
-            fw.run_reserve_plugins_unreserve(&mut state, &assumed, &host)
+            fw.run_reserve_plugins_unreserve(&mut state, &assumed, host)
                 .await;
             self.forget(&assumed);
             self.metrics.observe_attempt(
@@ -136,9 +136,9 @@ impl Inner {
             self.handle_scheduling_failure(&fw, qpi, Failure::from_status(s));
             return;
         }
-        let s = fw.run_permit_plugins(&state, &assumed, &host).await;
+        let s = fw.run_permit_plugins(&state, &assumed, host).await;
         if !s.is_success() && !s.is_wait() {
-            fw.run_reserve_plugins_unreserve(&mut state, &assumed, &host)
+            fw.run_reserve_plugins_unreserve(&mut state, &assumed, host)
                 .await;
             self.forget(&assumed);
             self.metrics.observe_attempt(
@@ -219,11 +219,7 @@ impl Inner {
             .observe(f64::from(qpi.attempts.max(1)));
         if let Some(first) = qpi.initial_attempt_timestamp {
             self.metrics
-                .pod_scheduling_sli_duration
-                .get_or_create(&crate::metrics::Attempts {
-                    attempts: qpi.attempts.max(1).to_string(),
-                })
-                .observe(first.elapsed().as_secs_f64());
+                .observe_sli(qpi.attempts.max(1), first.elapsed().as_secs_f64());
         }
         let note = format!("Successfully assigned {} to {host}", pod_key(&assumed));
         fw.handle().event_recorder().record(
