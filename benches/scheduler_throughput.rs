@@ -11,14 +11,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use async_trait::async_trait;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use k8s_openapi::{
     api::core::v1::{Container, Node, NodeStatus, Pod, PodSpec, ResourceRequirements},
     apimachinery::pkg::{api::resource::Quantity, apis::meta::v1::ObjectMeta},
 };
-use ksched::{OfflineScheduler, Scheduler};
-use ksched_framework::{BindPlugin, CycleState, Handle, Plugin, PluginArgs, Status, pod_key};
+use ksched::{OfflineScheduler, Scheduler, offline::MemoryBinder};
+use ksched_framework::{Handle, Plugin, PluginArgs, pod_key};
 use ksched_networktraffic::{
     EXPECTED_BANDWIDTH_ANNOTATION, NetworkTraffic, NetworkTrafficArgs, TrafficSnapshot,
 };
@@ -28,27 +27,6 @@ const ZONES: usize = 5;
 /// Pods per timed batch.
 const BATCH: usize = 2000;
 const SCHEDULER_NAME: &str = "bench";
-
-type Bound = Arc<parking_lot::Mutex<Vec<(String, String)>>>;
-
-struct MemoryBinder(Bound);
-
-impl Plugin for MemoryBinder {
-    fn name(&self) -> &str {
-        "MemoryBinder"
-    }
-    fn as_bind(&self) -> Option<&dyn BindPlugin> {
-        Some(self)
-    }
-}
-
-#[async_trait]
-impl BindPlugin for MemoryBinder {
-    async fn bind(&self, _: &CycleState, pod: &Pod, node: &str) -> Status {
-        self.0.lock().push((pod_key(pod), node.to_owned()));
-        Status::success()
-    }
-}
 
 fn quantities(items: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
     items
@@ -114,13 +92,9 @@ fn pod(batch: usize, i: usize) -> Arc<Pod> {
 }
 
 /// The scheduler with 5000 nodes, and what its binder records.
-fn cluster(network_traffic: bool) -> (OfflineScheduler, Bound) {
-    let bound = Bound::default();
-    let b = bound.clone();
-    let mut builder =
-        Scheduler::builder().with_plugin("MemoryBinder", move |_: &PluginArgs, _: &Arc<Handle>| {
-            Ok(Arc::new(MemoryBinder(b.clone())) as Arc<dyn Plugin>)
-        });
+fn cluster(network_traffic: bool) -> (OfflineScheduler, MemoryBinder) {
+    let bound = MemoryBinder::new();
+    let mut builder = Scheduler::builder().with_plugin(MemoryBinder::NAME, bound.factory());
     // `SCHEDULER_THROUGHPUT_PARALLELISM`: Filter/Score threads (default upstream's 16).
     let parallelism =
         std::env::var("SCHEDULER_THROUGHPUT_PARALLELISM").unwrap_or_else(|_| "16".into());
@@ -159,7 +133,7 @@ fn cluster(network_traffic: bool) -> (OfflineScheduler, Bound) {
 /// pods.
 async fn schedule_batch(
     sched: &OfflineScheduler,
-    bound: &Bound,
+    bound: &MemoryBinder,
     pods: &[Arc<Pod>],
 ) -> (Duration, Vec<Arc<Pod>>) {
     for p in pods {
@@ -168,17 +142,13 @@ async fn schedule_batch(
     let start = Instant::now();
     while sched.schedule_next().await {}
     sched.wait_for_bindings().await;
-    let done = std::mem::take(&mut *bound.lock());
+    let done = bound.take();
     let by_key: std::collections::HashMap<String, &Arc<Pod>> =
         pods.iter().map(|p| (pod_key(p), p)).collect();
     let mut bound_pods = Vec::with_capacity(pods.len());
-    for (key, node) in done {
-        if let Some(old) = by_key.get(&key) {
-            let mut new = (***old).clone();
-            if let Some(spec) = new.spec.as_mut() {
-                spec.node_name = Some(node);
-            }
-            let new = Arc::new(new);
+    for binding in done {
+        if let Some(old) = by_key.get(&binding.pod) {
+            let new = Arc::new(MemoryBinder::bound(old, &binding.node));
             sched.apply_pod(Some((*old).clone()), new.clone());
             bound_pods.push(new);
         }
