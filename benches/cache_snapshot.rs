@@ -2,7 +2,6 @@
 //! changed, and a first snapshot from nothing. Figures in `docs/benchmarks.md`.
 
 use std::{
-    collections::BTreeMap,
     hint::black_box,
     sync::Arc,
     time::{Duration, Instant},
@@ -14,11 +13,9 @@ use k8s_openapi::{
         Affinity, Container, ContainerImage, Node, NodeStatus, Pod, PodAffinityTerm,
         PodAntiAffinity, PodSpec, ResourceRequirements,
     },
-    apimachinery::pkg::{
-        api::resource::Quantity,
-        apis::meta::v1::{LabelSelector, ObjectMeta},
-    },
+    apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta},
 };
+use ksched_benches::quantities;
 use ksched_cache::Cache;
 use ksched_framework::Snapshot;
 
@@ -26,13 +23,6 @@ const NODES: usize = 5000;
 const PODS_PER_NODE: usize = 30;
 const ZONES: usize = 5;
 const IMAGES_PER_NODE: usize = 10;
-
-fn quantities(items: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
-    items
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), Quantity((*v).to_owned())))
-        .collect()
-}
 
 fn node(i: usize) -> Arc<Node> {
     Arc::new(Node {

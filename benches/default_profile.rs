@@ -13,11 +13,9 @@ use k8s_openapi::{
         Affinity, Container, Node, NodeSpec, NodeStatus, Pod, PodAffinityTerm, PodAntiAffinity,
         PodSpec, ResourceRequirements, Taint, TopologySpreadConstraint, WeightedPodAffinityTerm,
     },
-    apimachinery::pkg::{
-        api::resource::Quantity,
-        apis::meta::v1::{LabelSelector, ObjectMeta},
-    },
+    apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta},
 };
+use ksched_benches::quantities;
 use ksched_framework::{
     CycleState, Framework, Handle, NodeInfo, PodInfo, Snapshot,
     config::{KubeSchedulerConfiguration, SchedulerConfig},
@@ -28,13 +26,6 @@ const NODES: usize = 5000;
 const PODS_PER_NODE: usize = 30;
 const ZONES: usize = 10;
 const APPS: usize = 50;
-
-fn quantities(items: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
-    items
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), Quantity((*v).to_owned())))
-        .collect()
-}
 
 fn labels(items: &[(&str, String)]) -> BTreeMap<String, String> {
     items

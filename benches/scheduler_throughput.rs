@@ -14,9 +14,10 @@ use std::{
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use k8s_openapi::{
     api::core::v1::{Container, Node, NodeStatus, Pod, PodSpec, ResourceRequirements},
-    apimachinery::pkg::{api::resource::Quantity, apis::meta::v1::ObjectMeta},
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
 use ksched::{OfflineScheduler, Scheduler, offline::MemoryBinder};
+use ksched_benches::quantities;
 use ksched_framework::{Handle, Plugin, PluginArgs, pod_key};
 use ksched_networktraffic::{
     EXPECTED_BANDWIDTH_ANNOTATION, NetworkTraffic, NetworkTrafficArgs, TrafficSnapshot,
@@ -27,13 +28,6 @@ const ZONES: usize = 5;
 /// Pods per timed batch.
 const BATCH: usize = 2000;
 const SCHEDULER_NAME: &str = "bench";
-
-fn quantities(items: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
-    items
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), Quantity((*v).to_owned())))
-        .collect()
-}
 
 fn node(i: usize) -> Arc<Node> {
     let name = format!("node-{i:05}");
