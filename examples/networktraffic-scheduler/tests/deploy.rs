@@ -1,6 +1,6 @@
 //! The manifests in `deploy/`: every object passes a server-side dry run on the real
 //! kube-apiserver (like `kubectl apply --dry-run=server`), the embedded KubeSchedulerConfiguration
-//! (and its commented-out NetworkTraffic block) parses, the names agree with each other, and —
+//! (the default plugins and NetworkTraffic) parses, the names agree with each other, and —
 //! applied for real — the RBAC lets the binary, running as the ServiceAccount with the
 //! ConfigMap's configuration, elect itself, bind a pod and record events.
 //!
@@ -132,7 +132,11 @@ async fn every_manifest_passes_a_server_side_dry_run(client: &Client) {
 fn embedded_scheduler_config_parses_and_names_agree() {
     let docs = all_documents();
     let text = scheduler_config_text(&docs);
-    let registry = ksched_plugins::in_tree_registry();
+    // The binary's registry: the in-tree plugins and NetworkTraffic, which the profile enables.
+    let mut registry = ksched_plugins::in_tree_registry();
+    registry
+        .register(ksched_networktraffic::NAME, ksched_networktraffic::new)
+        .unwrap();
     let config = SchedulerConfig::from_yaml(&text, None, &registry)
         .unwrap_or_else(|e| panic!("the ConfigMap's configuration:\n{e}"));
     assert_eq!(config.profiles.len(), 1);
@@ -148,38 +152,18 @@ fn embedded_scheduler_config_parses_and_names_agree() {
         "must run in-cluster"
     );
 
-    // The marked NetworkTraffic block, uncommented, is valid too (plugin name and args).
-    let mut enabled = String::new();
-    let mut inside = false;
-    for line in text.lines() {
-        if line.contains(">>> NetworkTraffic") || (inside && line.contains("# >>>")) {
-            inside = true;
-            continue;
-        }
-        if line.contains("<<< NetworkTraffic") {
-            inside = false;
-            continue;
-        }
-        if inside {
-            enabled.push_str(&line.replacen("# ", "", 1));
-        } else {
-            enabled.push_str(line);
-        }
-        enabled.push('\n');
-    }
-    assert!(enabled.contains("- name: NetworkTraffic"), "{enabled}");
-    let mut with_nt = ksched_plugins::in_tree_registry();
-    with_nt
-        .register(ksched_networktraffic::NAME, ksched_networktraffic::new)
-        .unwrap();
-    let nt = SchedulerConfig::from_yaml(&enabled, None, &with_nt)
-        .unwrap_or_else(|e| panic!("the NetworkTraffic block:\n{e}\n{enabled}"));
-    let yaml: Value = serde_norway::from_str(&enabled).unwrap();
-    let args = yaml["profiles"][0]["pluginConfig"][0]["args"].clone();
+    // NetworkTraffic is enabled with valid args.
+    let yaml: Value = serde_norway::from_str(&text).unwrap();
+    let profile = &yaml["profiles"][0];
+    assert_eq!(
+        profile["plugins"]["multiPoint"]["enabled"][0]["name"],
+        "NetworkTraffic"
+    );
+    assert_eq!(profile["pluginConfig"][0]["name"], "NetworkTraffic");
     let args: ksched_networktraffic::NetworkTrafficArgs =
-        serde_json::from_value(args).unwrap_or_else(|e| panic!("NetworkTraffic args: {e}"));
+        serde_json::from_value(profile["pluginConfig"][0]["args"].clone())
+            .unwrap_or_else(|e| panic!("NetworkTraffic args: {e}"));
     assert!(args.prometheus_address.starts_with("http"));
-    assert_eq!(nt.profiles[0].scheduler_name, NAME);
 
     // Names that must agree (seed 000 got several of these wrong).
     let deployment = find(&docs, "Deployment", NAME);
