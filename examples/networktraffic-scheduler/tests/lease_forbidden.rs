@@ -1,6 +1,7 @@
 //! Leader election with a Lease the scheduler may not use (RBAC missing): it does not exit, it
 //! says which Role it needs, `/readyz` says it cannot campaign, and once the Role is granted it
 //! takes the Lease and schedules — as upstream's leaderelection retries acquiring forever.
+//! Revoked again while leading, renewals fail and after `renewDeadline` it exits non-zero.
 //!
 //! A test binary of its own: the scheduler sees every node of the control plane, and the test
 //! creates a cluster-scoped ClusterRoleBinding.
@@ -18,7 +19,7 @@ use ksched_testenv::TestPod;
 use ksched_testenv::kube::api::{Api, ObjectMeta, PostParams};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forbidden_lease_is_retried_until_rbac_is_granted() {
+async fn forbidden_lease_is_retried_until_granted_and_revoking_it_ends_leadership() {
     let common::Setup {
         cp,
         ns,
@@ -156,7 +157,24 @@ async fn forbidden_lease_is_retried_until_rbac_is_granted() {
         granted.elapsed()
     );
     assert!(s.output().contains("became leader"), "{}", s.tail(40));
-    s.sigterm();
-    let status = s.wait_exit(Duration::from_secs(10)).await;
-    assert_eq!(status.code(), Some(0), "{}", s.tail(20));
+
+    // Revoked while leading: renewals and reads of the Lease now fail, and once none has been
+    // seen for renewDeadline (3 s here) the scheduler gives up leadership and exits non-zero,
+    // as upstream's `OnStoppedLeading` ("leaderelection lost") does — it cannot know whether
+    // another replica has taken over since.
+    ns.api::<RoleBinding>()
+        .delete("leader-election", &Default::default())
+        .await
+        .unwrap();
+    let revoked = Instant::now();
+    let status = s.wait_exit(Duration::from_secs(30)).await;
+    eprintln!("exited {:?} after the Role was revoked", revoked.elapsed());
+    assert!(!status.success(), "exited successfully:\n{}", s.tail(40));
+    let out = s.output();
+    assert!(
+        out.contains("not renewed within renewDeadline"),
+        "{}",
+        s.tail(40)
+    );
+    assert!(out.contains("leadership lost"), "{}", s.tail(40));
 }
