@@ -1,27 +1,39 @@
-//! The kube client the scheduler uses: kubeconfig (or in-cluster) plus a client-side rate
-//! limit, since kube-rs has none (client-go's QPS/burst, from `clientConnection.qps/burst`),
-//! and a response timeout on every request but watches, since kube-rs has none by default
-//! either (a binding sent on a dead connection would otherwise wait forever). Outages of the
-//! apiserver are logged once when they start and once when they end ([`OutageLogLayer`]);
-//! kube's own per-request ERROR lines are filtered out by the binary's default log filter.
+//! The kube client the scheduler uses: kubeconfig (or in-cluster), over an HTTP stack of our
+//! own that speaks HTTP/2 when the apiserver offers it (ALPN `h2`; kube-client 5's own stack
+//! speaks HTTP/1.1 only), as client-go does: every request and watch multiplexed over one TLS
+//! connection instead of one connection per request in flight. HTTP/1.1 servers and plain
+//! `http://` URLs still work (ALPN falls back to `http/1.1`). On top: a client-side rate limit,
+//! since kube-rs has none (client-go's QPS/burst, from `clientConnection.qps/burst`), a response
+//! timeout on every request but watches, since kube-rs has none by default either (a binding sent
+//! on a dead connection would otherwise wait forever), and a cap on requests in flight while no
+//! HTTP/2 connection is up. Outages of the apiserver are logged once when they start and once
+//! when they end ([`OutageLogLayer`]).
 
 use std::{
     future::Future,
     num::NonZeroU32,
     path::Path,
     pin::Pin,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
     task::{Context, Poll},
     time::Duration,
 };
 
+use axum::http::Uri;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use hyper_util::{
+    client::legacy::connect::{Connected, Connection, HttpConnector},
+    rt::{TokioExecutor, TokioTimer},
+};
 use kube::{
     Client, Config,
-    client::ClientBuilder,
+    client::{ClientBuilder, ConfigExt, retry::RetryPolicy},
     config::{KubeConfigOptions, Kubeconfig},
 };
-use tower::{Layer, Service};
+use tower::{Layer, Service, ServiceBuilder, retry::RetryLayer};
 
 use crate::Error;
 
@@ -56,14 +68,233 @@ pub async fn build_client(
 /// # Errors
 /// [`Error::Client`] when the TLS or HTTP stack cannot be built.
 pub fn client_from_config(config: Config, qps: f32, burst: u32) -> Result<Client, Error> {
-    let builder = ClientBuilder::try_from(config)
-        .map_err(|e| Error::Client(format!("building the kube client: {e}")))?;
-    Ok(builder
-        .with_layer(&InFlightLimitLayer::new(MAX_REQUESTS_IN_FLIGHT))
+    client_with_stats(config, qps, burst).map(|(client, _)| client)
+}
+
+/// Like [`client_from_config`], and also returns the counters of the connections the client
+/// opens (which protocol each negotiated), for tests and diagnostics.
+///
+/// # Errors
+/// [`Error::Client`] when the TLS or HTTP stack cannot be built.
+pub fn client_with_stats(
+    config: Config,
+    qps: f32,
+    burst: u32,
+) -> Result<(Client, Arc<ConnectionStats>), Error> {
+    let stats = Arc::new(ConnectionStats::default());
+    let err = |e: kube::Error| Error::Client(format!("building the kube client: {e}"));
+    let hyper = hyper_client(&config, stats.clone())?;
+    // kube's own layers, in kube's order (outermost first): base URI, retries of 429/503/504
+    // (`Config::default_retry`), authentication, extra headers (impersonation and the like).
+    // Left out: kube's per-request tracing span and ERROR line (the outage layer logs outages
+    // once), and the exec-credential expiry (`Client::valid_until`), which nothing here reads.
+    let service = ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(
+            config
+                .default_retry
+                .then(|| RetryLayer::new(RetryPolicy::server_retry())),
+        )
+        .option_layer(config.auth_layer().map_err(err)?)
+        .layer(config.extra_headers_layer().map_err(err)?)
+        .map_err(tower::BoxError::from)
+        .service(hyper);
+    let client = ClientBuilder::new(service, config.default_namespace.clone())
+        .with_layer(&InFlightLimitLayer::new(MAX_REQUESTS_IN_FLIGHT).unless_h2(stats.clone()))
         .with_layer(&RequestTimeoutLayer::new(REQUEST_TIMEOUT))
         .with_layer(&OutageLogLayer::default())
         .with_layer(&RateLimitLayer::new(qps, burst))
-        .build())
+        .build();
+    Ok((client, stats))
+}
+
+/// The HTTP/2 receive window of one stream: client-go's (Go's `http2` transport, 4 MiB), so a
+/// large list (5000 nodes) streams without waiting for window updates every 64 KiB.
+const H2_STREAM_WINDOW: u32 = 4 << 20;
+/// The HTTP/2 receive window of the whole connection, shared by its streams. Smaller than
+/// client-go's 1 GiB: data we have not read yet stays buffered up to this much, and every
+/// stream here (watches included) is read as it arrives.
+const H2_CONNECTION_WINDOW: u32 = 16 << 20;
+/// How long an HTTP/2 connection may stay silent before we ping it, and how long the ping may
+/// go unanswered before the connection is closed as dead: client-go's `ReadIdleTimeout` and
+/// `PingTimeout`. With every request on one connection, a dead one must be found quickly.
+const H2_PING_AFTER: Duration = Duration::from_secs(30);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(15);
+
+type Connector =
+    TrackingConnector<hyper_timeout::TimeoutConnector<hyper_rustls::HttpsConnector<HttpConnector>>>;
+
+/// hyper's pooled client over rustls (the config kube builds from the kubeconfig: CA, client
+/// certificate, `insecure-skip-tls-verify`, `tls-server-name`), offering `h2` and `http/1.1`.
+fn hyper_client(
+    config: &Config,
+    stats: Arc<ConnectionStats>,
+) -> Result<hyper_util::client::legacy::Client<Connector, kube::client::Body>, Error> {
+    let err = |e: &dyn std::fmt::Display| Error::Client(format!("building the kube client: {e}"));
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    // Many small requests share one connection: Nagle's algorithm would hold them back.
+    http.set_nodelay(true);
+    let tls = config.rustls_client_config().map_err(|e| err(&e))?;
+    let mut https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http();
+    if let Some(name) = &config.tls_server_name {
+        let name = name
+            .clone()
+            .try_into()
+            .map_err(|e| err(&format!("tls-server-name {name:?}: {e}")))?;
+        https = https.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
+    }
+    let https = https.enable_all_versions().wrap_connector(http);
+    // kube's connection timeouts (connect 30 s, write 295 s by default; no read timeout).
+    let mut timeouts = hyper_timeout::TimeoutConnector::new(https);
+    timeouts.set_connect_timeout(config.connect_timeout);
+    timeouts.set_read_timeout(config.read_timeout);
+    timeouts.set_write_timeout(config.write_timeout);
+    timeouts.set_reset_reader_on_write(config.reset_reader_on_write);
+    Ok(
+        hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .http2_initial_stream_window_size(H2_STREAM_WINDOW)
+            .http2_initial_connection_window_size(H2_CONNECTION_WINDOW)
+            .http2_keep_alive_interval(H2_PING_AFTER)
+            .http2_keep_alive_timeout(H2_PING_TIMEOUT)
+            .http2_keep_alive_while_idle(true)
+            .build(TrackingConnector {
+                inner: timeouts,
+                stats,
+            }),
+    )
+}
+
+/// Counters of the connections a client opened.
+#[derive(Debug, Default)]
+pub struct ConnectionStats {
+    opened: AtomicU64,
+    opened_h2: AtomicU64,
+    open_h2: AtomicUsize,
+}
+
+impl ConnectionStats {
+    /// Connections opened so far (TCP, and TLS where the URL is `https`).
+    pub fn opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
+    }
+
+    /// Of those, the ones that negotiated HTTP/2.
+    pub fn opened_h2(&self) -> u64 {
+        self.opened_h2.load(Ordering::Relaxed)
+    }
+
+    /// HTTP/2 connections open now.
+    pub fn open_h2(&self) -> usize {
+        self.open_h2.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts the connections its inner connector makes and the protocol each negotiated.
+#[derive(Clone)]
+struct TrackingConnector<C> {
+    inner: C,
+    stats: Arc<ConnectionStats>,
+}
+
+impl<C> Service<Uri> for TrackingConnector<C>
+where
+    C: Service<Uri>,
+    C::Response: Connection + Send + 'static,
+    C::Future: Send + 'static,
+{
+    type Response = Tracked<C::Response>;
+    type Error = C::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, C::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.inner.call(uri);
+        let stats = self.stats.clone();
+        Box::pin(async move {
+            let io = connecting.await?;
+            let h2 = io.connected().is_negotiated_h2();
+            stats.opened.fetch_add(1, Ordering::Relaxed);
+            if h2 {
+                stats.opened_h2.fetch_add(1, Ordering::Relaxed);
+                stats.open_h2.fetch_add(1, Ordering::Relaxed);
+            }
+            tracing::debug!(
+                protocol = if h2 { "h2" } else { "http/1.1" },
+                "connected to the apiserver"
+            );
+            Ok(Tracked { io, h2, stats })
+        })
+    }
+}
+
+/// A connection made by [`TrackingConnector`]; counts itself out of the open HTTP/2
+/// connections when hyper drops it.
+struct Tracked<T> {
+    io: T,
+    h2: bool,
+    stats: Arc<ConnectionStats>,
+}
+
+impl<T> Drop for Tracked<T> {
+    fn drop(&mut self) {
+        if self.h2 {
+            self.stats.open_h2.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl<T: Connection> Connection for Tracked<T> {
+    fn connected(&self) -> Connected {
+        self.io.connected()
+    }
+}
+
+impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for Tracked<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for Tracked<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
 }
 
 /// Logs apiserver outages by their transitions instead of per request: one WARN when a request
@@ -236,11 +467,16 @@ where
     }
 }
 
-/// Requests (other than watches and followed logs) in flight at once. kube's client speaks
-/// HTTP/1.1, one connection per concurrent request, and the binding cycles run concurrently:
-/// without a cap a burst of bindings opens thousands of TLS connections to the apiserver (each
-/// costing a handshake there and buffers here). client-go multiplexes the same requests over one
-/// HTTP/2 connection, at most the server's 250 concurrent streams.
+/// Requests (other than watches and followed logs) in flight at once while no HTTP/2
+/// connection to the apiserver is up. Over HTTP/1.1 (a server without `h2`, a plain `http://`
+/// URL) each concurrent request needs its own connection, and the binding cycles run
+/// concurrently: without a cap a burst of bindings opens thousands of TLS connections (each
+/// costing a handshake there and buffers here). Over HTTP/2 the cap is lifted: requests are
+/// multiplexed over one connection, at most as many at once as the apiserver allows streams
+/// per connection (`--http2-max-streams-per-connection`, 1000 by default), the rest waiting in
+/// the client for a stream, as client-go's do. The cap also bounds the connections opened
+/// while the first one is being made (each request that finds none starts its own; all but the
+/// first `h2` one are closed).
 pub const MAX_REQUESTS_IN_FLIGHT: usize = 128;
 
 /// Caps the requests in flight (watches and followed logs exempt); the others wait for a slot
@@ -248,6 +484,7 @@ pub const MAX_REQUESTS_IN_FLIGHT: usize = 128;
 #[derive(Clone, Debug)]
 pub struct InFlightLimitLayer {
     slots: Arc<tokio::sync::Semaphore>,
+    h2: Option<Arc<ConnectionStats>>,
 }
 
 impl InFlightLimitLayer {
@@ -256,6 +493,16 @@ impl InFlightLimitLayer {
     pub fn new(max: usize) -> Self {
         Self {
             slots: Arc::new(tokio::sync::Semaphore::new(max.max(1))),
+            h2: None,
+        }
+    }
+
+    /// No cap while `stats` counts an open HTTP/2 connection.
+    #[must_use]
+    pub fn unless_h2(self, stats: Arc<ConnectionStats>) -> Self {
+        Self {
+            h2: Some(stats),
+            ..self
         }
     }
 }
@@ -266,6 +513,7 @@ impl<S> Layer<S> for InFlightLimitLayer {
         InFlightLimit {
             inner,
             slots: self.slots.clone(),
+            h2: self.h2.clone(),
         }
     }
 }
@@ -275,6 +523,7 @@ impl<S> Layer<S> for InFlightLimitLayer {
 pub struct InFlightLimit<S> {
     inner: S,
     slots: Arc<tokio::sync::Semaphore>,
+    h2: Option<Arc<ConnectionStats>>,
 }
 
 impl<S, B> Service<axum::http::Request<B>> for InFlightLimit<S>
@@ -291,7 +540,8 @@ where
     }
 
     fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
-        let slots = (!long_running(&req)).then(|| self.slots.clone());
+        let multiplexed = self.h2.as_ref().is_some_and(|s| s.open_h2() > 0);
+        let slots = (!multiplexed && !long_running(&req)).then(|| self.slots.clone());
         // The inner future sends nothing until it is polled.
         let fut = self.inner.call(req);
         Box::pin(async move {
@@ -499,6 +749,43 @@ mod tests {
         assert_eq!(layer.state.down.lock().map(|(_, n)| n), Some(3));
         call(Ok(404)).await; // an answer, even a negative one, means it is back
         assert!(layer.state.down.lock().is_none());
+    }
+
+    /// A plain `http://` server (HTTP/1.1 only, like a proxy without TLS): the client falls back
+    /// to HTTP/1.1, one connection per request in flight.
+    #[tokio::test]
+    async fn plain_http_falls_back_to_http1() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().route(
+            "/api/v1/namespaces/default",
+            axum::routing::get(|| async {
+                (
+                    [("content-type", "application/json")],
+                    r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"default"}}"#,
+                )
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let config = Config::new(format!("http://{addr}").parse().unwrap());
+        let (client, stats) = client_with_stats(config, 0.0, 0).unwrap();
+        let res = client
+            .send(
+                axum::http::Request::get("/api/v1/namespaces/default")
+                    .body(Vec::new())
+                    .unwrap()
+                    .map(Into::into),
+            )
+            .await
+            .unwrap();
+        assert_eq!(res.version(), axum::http::Version::HTTP_11);
+        let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
+        let gets = (0..20).map(|_| api.get("default"));
+        for got in futures::future::join_all(gets).await {
+            assert_eq!(got.unwrap().metadata.name.as_deref(), Some("default"));
+        }
+        assert_eq!(stats.opened_h2(), 0);
+        assert!((1..=21).contains(&stats.opened()), "{}", stats.opened());
     }
 
     #[tokio::test]
