@@ -25,11 +25,14 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! // let scheduler = ksched::Scheduler::builder()
-//! //     .with_plugin(ksched_networktraffic::NAME, ksched_networktraffic::new)
-//! //     .with_config_file("/etc/kubernetes/scheduler-config.yaml")
-//! //     .build()
-//! //     .await?;
+//! use tokio_util::sync::CancellationToken;
+//!
+//! let scheduler = ksched::Scheduler::builder()
+//!     .with_plugin(ksched_networktraffic::NAME, ksched_networktraffic::new)
+//!     .with_config_file("/etc/kubernetes/scheduler-config.yaml")
+//!     .build()
+//!     .await?;
+//! scheduler.run(CancellationToken::new()).await?;
 //! # Ok(()) }
 //! ```
 //!

@@ -31,6 +31,7 @@ mod binaries;
 mod control_plane;
 mod error;
 mod exec;
+mod http;
 mod namespace;
 mod objects;
 mod process;
@@ -41,6 +42,7 @@ pub use control_plane::free_port;
 pub use control_plane::{ApiserverRestart, ControlPlane, ControlPlaneOptions, ReadyInfo};
 pub use error::{Error, Result};
 pub use exec::{Babysat, ExecOptions, program_pid};
+pub use http::http_get;
 pub use namespace::TestNamespace;
 pub use objects::{
     NodeSpec, TestPod, bind_pod, create_node, create_nodes, create_pod, delete_node, delete_pod,
