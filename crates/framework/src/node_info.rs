@@ -34,7 +34,7 @@ fn next_generation() -> u64 {
 
 /// A node with its pods (bound and assumed) and aggregates derived from them.
 ///
-/// Cloning is cheap: the pod lists, ports, allocatable and image states are shared behind
+/// Cloning is cheap: the pod lists, ports and image states are shared behind
 /// `Arc`s and copied only when a clone is changed (a snapshot and the cache share them until
 /// the cache's next change to that node; a preemption dry run copies what it touches).
 #[derive(Debug, Clone, Default)]
@@ -46,10 +46,32 @@ pub struct NodeInfo {
     used_ports: Arc<HostPortInfo>,
     requested: Resource,
     non_zero_requested: Resource,
-    allocatable: Arc<Resource>,
+    /// Inline rather than behind an `Arc`: every Filter and Score of the default profile reads
+    /// it, and a pointer to chase is a cache miss per node (its scalar map is usually empty,
+    /// so a clone copies four integers).
+    allocatable: Resource,
     allocatable_errors: Arc<[ResourceError]>,
     image_states: Arc<HashMap<String, ImageStateSummary>>,
     generation: u64,
+    /// What Filter and Score read of the node and its pod list on every cycle, kept next to
+    /// the aggregates above so that evaluating a node touches this struct only, not the
+    /// `Node` object, the pod list or the image map (each a scattered cache miss per node
+    /// and plugin, with the start index rotating over thousands of nodes).
+    hot: Hot,
+}
+
+/// Per-node facts derived from the `Node` and the pod list when they change, see
+/// [`NodeInfo::node_name`], [`NodeInfo::num_pods`], [`NodeInfo::unschedulable`],
+/// [`NodeInfo::has_taints`], [`NodeInfo::has_images`].
+#[derive(Debug, Clone, Default)]
+struct Hot {
+    /// The node's name ("" for a ghost): the `&str` is built from this pointer and length
+    /// without reading the `Node`.
+    name: Arc<str>,
+    num_pods: usize,
+    unschedulable: bool,
+    has_taints: bool,
+    has_images: bool,
 }
 
 impl NodeInfo {
@@ -71,10 +93,32 @@ impl NodeInfo {
     /// The node's name ("" for a ghost).
     #[must_use]
     pub fn node_name(&self) -> &str {
-        self.node
-            .as_ref()
-            .and_then(|n| n.metadata.name.as_deref())
-            .unwrap_or_default()
+        &self.hot.name
+    }
+
+    /// Number of pods on the node ([`NodeInfo::pods`]`().len()` without reading the list).
+    #[must_use]
+    pub fn num_pods(&self) -> usize {
+        self.hot.num_pods
+    }
+
+    /// The node's `spec.unschedulable` (false for a ghost).
+    #[must_use]
+    pub fn unschedulable(&self) -> bool {
+        self.hot.unschedulable
+    }
+
+    /// Whether the node's `spec.taints` is non-empty (false for a ghost): plugins skip
+    /// reading the `Node` for the usual untainted node.
+    #[must_use]
+    pub fn has_taints(&self) -> bool {
+        self.hot.has_taints
+    }
+
+    /// Whether [`NodeInfo::image_states`] is non-empty.
+    #[must_use]
+    pub fn has_images(&self) -> bool {
+        self.hot.has_images
     }
 
     /// Sets or replaces the node: allocatable (with an error for each malformed quantity,
@@ -86,9 +130,19 @@ impl NodeInfo {
             Some(list) => Resource::from_resource_list(list, "status.allocatable"),
             None => (Resource::default(), Vec::new()),
         };
-        self.allocatable = Arc::new(allocatable);
+        self.allocatable = allocatable;
         self.allocatable_errors = errors.into();
         self.image_states = Arc::new(node_image_states(&node));
+        let spec = node.spec.as_ref();
+        self.hot = Hot {
+            name: node.metadata.name.as_deref().unwrap_or_default().into(),
+            num_pods: self.pods.len(),
+            unschedulable: spec.and_then(|s| s.unschedulable).unwrap_or(false),
+            has_taints: spec
+                .and_then(|s| s.taints.as_ref())
+                .is_some_and(|t| !t.is_empty()),
+            has_images: !self.image_states.is_empty(),
+        };
         self.node = Some(node);
         self.generation = next_generation();
     }
@@ -96,9 +150,13 @@ impl NodeInfo {
     /// Drops the node object, keeping the pods (the node becomes a ghost).
     pub fn remove_node(&mut self) {
         self.node = None;
-        self.allocatable = Arc::default();
+        self.allocatable = Resource::default();
         self.allocatable_errors = Arc::new([]);
         self.image_states = Arc::default();
+        self.hot = Hot {
+            num_pods: self.pods.len(),
+            ..Hot::default()
+        };
         self.generation = next_generation();
     }
 
@@ -167,6 +225,7 @@ impl NodeInfo {
     /// Replaces the image summaries; the cache calls it to fill in how many nodes have each
     /// image. It does not change the generation: the summaries derive from the node.
     pub fn set_image_states(&mut self, states: Arc<HashMap<String, ImageStateSummary>>) {
+        self.hot.has_images = !states.is_empty();
         self.image_states = states;
     }
 
@@ -188,6 +247,7 @@ impl NodeInfo {
             Arc::make_mut(&mut self.pods_with_required_anti_affinity).push(Arc::clone(&pod));
         }
         Arc::make_mut(&mut self.pods).push(pod);
+        self.hot.num_pods = self.pods.len();
     }
 
     /// Removes a pod by key, undoing exactly what [`NodeInfo::add_pod`] did; false when it was
@@ -201,6 +261,7 @@ impl NodeInfo {
         let index = self.pods.iter().position(|p| p.key() == key)?;
         // Order is not significant (upstream swaps with the last pod too).
         let pod = Arc::make_mut(&mut self.pods).swap_remove(index);
+        self.hot.num_pods = self.pods.len();
         if pod.has_affinity() {
             remove_by_key(&mut self.pods_with_affinity, key);
         }

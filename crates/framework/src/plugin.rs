@@ -204,6 +204,29 @@ pub trait ScorePlugin: Plugin {
     /// A Status (any non-success code) aborts the cycle with an error.
     fn score(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<i64, Status>;
 
+    /// The raw scores of a run of nodes, `scores[i]` for `nodes[i]` (equal lengths): the
+    /// framework calls it per chunk of a cycle's feasible nodes, except in cycles that time
+    /// every call for the plugin metrics (those call [`ScorePlugin::score`] per node). The
+    /// default calls `score` per node; plugins override it to do per-cycle work — reading
+    /// their [`CycleState`] entry, say — once per chunk instead of once per node. It must
+    /// give the scores `score` gives.
+    ///
+    /// # Errors
+    /// The position in `nodes` of the first node whose score failed, with its status
+    /// (`scores` before that position are set).
+    fn score_nodes(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        nodes: &[Arc<NodeInfo>],
+        scores: &mut [i64],
+    ) -> Result<(), (usize, Status)> {
+        for (i, (node, out)) in nodes.iter().zip(scores).enumerate() {
+            *out = self.score(state, pod, node).map_err(|s| (i, s))?;
+        }
+        Ok(())
+    }
+
     /// Rescales the raw scores of all nodes into [0, 100] (upstream's ScoreExtensions). The
     /// default leaves them as they are.
     fn normalize_score(

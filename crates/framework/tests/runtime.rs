@@ -361,3 +361,71 @@ async fn all_binders_skipping_is_a_skip() {
         .await;
     assert!(s.is_skip());
 }
+
+/// Fails to score one node: `Early` (through its own `score_nodes`) at n15, `Late` at n18.
+struct FailAt(&'static str, u64);
+impl Plugin for FailAt {
+    fn name(&self) -> &str {
+        self.0
+    }
+    fn as_score(&self) -> Option<&dyn ScorePlugin> {
+        Some(self)
+    }
+}
+impl ScorePlugin for FailAt {
+    fn score(&self, _: &CycleState, _: &Pod, node: &NodeInfo) -> Result<i64, Status> {
+        if num(node) == self.1 {
+            Err(Status::error(format!("no score for n{}", self.1)))
+        } else {
+            Ok(1)
+        }
+    }
+    fn score_nodes(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        nodes: &[Arc<NodeInfo>],
+        scores: &mut [i64],
+    ) -> Result<(), (usize, Status)> {
+        for (i, (node, out)) in nodes.iter().zip(scores).enumerate() {
+            *out = self.score(state, pod, node).map_err(|s| (i, s))?;
+        }
+        Ok(())
+    }
+    fn has_normalize_score(&self) -> bool {
+        false
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn score_error_is_the_first_in_node_order() {
+    let log = common::Log::default();
+    let mut reg = common::registry(&log);
+    reg.register("Late", |_: &PluginArgs, _: &Arc<Handle>| {
+        Ok(Arc::new(FailAt("Late", 18)) as Arc<dyn Plugin>)
+    })
+    .unwrap();
+    reg.register("Early", |_: &PluginArgs, _: &Arc<Handle>| {
+        Ok(Arc::new(FailAt("Early", 15)) as Arc<dyn Plugin>)
+    })
+    .unwrap();
+    // `Late` scores first, but `Early` fails on an earlier node of the same chunk: the error
+    // is the one a node-by-node loop meets first, whichever order the chunk is scored in.
+    let fw = framework(
+        "percentageOfNodesToScore: 100\nprofiles:\n- plugins:\n    multiPoint:\n      enabled: [{name: Late}, {name: Early}]\n",
+        &reg,
+    );
+    let nodes: Vec<NodeInfo> = (1..=100).map(|i| common::node(&format!("n{i}"))).collect();
+    fw.handle()
+        .set_snapshot(Arc::new(Snapshot::from_node_infos(nodes)));
+    for _ in 0..3 {
+        let mut state = CycleState::new();
+        match fw.schedule_pod(&mut state, &common::pod("p")).await {
+            Err(ScheduleError::Internal(s)) => {
+                assert_eq!(s.plugin(), Some("Early"), "{}", s.message());
+                assert!(s.message().contains("no score for n15"), "{}", s.message());
+            }
+            other => panic!("expected a score error, got {other:?}"),
+        }
+    }
+}

@@ -29,6 +29,26 @@ struct PreScoreState {
     total_nodes: usize,
 }
 
+/// The score of `node` for the pod's images in `s`.
+fn node_score(s: &PreScoreState, node: &NodeInfo) -> i64 {
+    let mut sum = 0i64;
+    // Checked on the NodeInfo first: most nodes report no images, and the map is a cache
+    // miss away.
+    if node.has_images() {
+        for image in s.images.iter() {
+            if let Some(state) = node.image_states().get(image) {
+                // Images on few nodes count less, so pods do not pile onto the one node
+                // that has a rare image.
+                #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+                let scaled =
+                    (state.size as f64 * (state.num_nodes as f64 / s.total_nodes as f64)) as i64;
+                sum = sum.saturating_add(scaled);
+            }
+        }
+    }
+    calculate_priority(sum, s.containers)
+}
+
 /// Upstream's ImageLocality Score plugin.
 #[derive(Debug, Clone)]
 pub struct ImageLocality {
@@ -123,21 +143,29 @@ impl ScorePlugin for ImageLocality {
                 &computed
             }
         };
-        let mut sum = 0i64;
-        if !node.image_states().is_empty() {
-            for image in s.images.iter() {
-                if let Some(state) = node.image_states().get(image) {
-                    // Images on few nodes count less, so pods do not pile onto the one node
-                    // that has a rare image.
-                    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
-                    let scaled = (state.size as f64
-                        * (state.num_nodes as f64 / s.total_nodes as f64))
-                        as i64;
-                    sum = sum.saturating_add(scaled);
-                }
+        Ok(node_score(s, node))
+    }
+
+    /// [`ScorePlugin::score`] with the PreScore state read once for the chunk.
+    fn score_nodes(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        nodes: &[Arc<NodeInfo>],
+        scores: &mut [i64],
+    ) -> Result<(), (usize, Status)> {
+        let computed;
+        let s = match state.read::<PreScoreState>(PRE_SCORE_KEY) {
+            Ok(s) => s,
+            Err(_) => {
+                computed = self.state(pod);
+                &computed
             }
+        };
+        for (node, out) in nodes.iter().zip(scores) {
+            *out = node_score(s, node);
         }
-        Ok(calculate_priority(sum, s.containers))
+        Ok(())
     }
 }
 

@@ -98,6 +98,32 @@ impl ScorePlugin for BalancedAllocation {
             }
         }
     }
+
+    /// [`ScorePlugin::score`] with the PreScore state read once for the chunk.
+    fn score_nodes(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        nodes: &[Arc<NodeInfo>],
+        scores: &mut [i64],
+    ) -> Result<(), (usize, Status)> {
+        let computed;
+        let requests: &[i64] = match state.read::<Arc<Vec<i64>>>(PRE_SCORE_KEY) {
+            Ok(r) => r,
+            Err(_) => {
+                computed = self.scorer.pod_requests(&PodResource::of_pod(pod).0);
+                if computed.iter().all(|v| *v == 0) {
+                    scores.fill(0);
+                    return Ok(());
+                }
+                &computed
+            }
+        };
+        for (node, out) in nodes.iter().zip(scores) {
+            *out = self.scorer.score(node, requests);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

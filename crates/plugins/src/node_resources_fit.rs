@@ -235,7 +235,7 @@ pub fn fits_request(
     let mut out = Vec::new();
     let alloc = node.allocatable();
     let used = node.requested();
-    let pods = i64::try_from(node.pods().len()).unwrap_or(i64::MAX);
+    let pods = i64::try_from(node.num_pods()).unwrap_or(i64::MAX);
     if pods.saturating_add(1) > alloc.allowed_pod_number {
         out.push(InsufficientResource {
             name: "pods".into(),
@@ -379,6 +379,28 @@ impl ScorePlugin for NodeResourcesFit {
                 .scorer
                 .score(node, &self.scorer.pod_requests(&PodResource::of_pod(pod).0))),
         }
+    }
+
+    /// [`ScorePlugin::score`] with the PreScore state read once for the chunk.
+    fn score_nodes(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        nodes: &[Arc<NodeInfo>],
+        scores: &mut [i64],
+    ) -> Result<(), (usize, Status)> {
+        let computed;
+        let requests: &[i64] = match state.read::<Arc<Vec<i64>>>(PRE_SCORE_KEY) {
+            Ok(r) => r,
+            Err(_) => {
+                computed = self.scorer.pod_requests(&PodResource::of_pod(pod).0);
+                &computed
+            }
+        };
+        for (node, out) in nodes.iter().zip(scores) {
+            *out = self.scorer.score(node, requests);
+        }
+        Ok(())
     }
 }
 

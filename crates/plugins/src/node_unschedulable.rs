@@ -66,10 +66,11 @@ impl Plugin for NodeUnschedulable {
 
 impl FilterPlugin for NodeUnschedulable {
     fn filter(&self, _: &CycleState, pod: &Pod, node: &NodeInfo) -> Status {
-        let Some(n) = node.node() else {
+        if node.node().is_none() {
             return Status::unresolvable(ERR_REASON_UNKNOWN_CONDITION);
-        };
-        if cordoned(n) && !tolerates_unschedulable(pod) {
+        }
+        // `spec.unschedulable` as cached in the NodeInfo: the `Node` is not read.
+        if node.unschedulable() && !tolerates_unschedulable(pod) {
             return Status::unresolvable(ERR_REASON_UNSCHEDULABLE);
         }
         Status::success()

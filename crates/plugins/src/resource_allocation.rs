@@ -59,10 +59,39 @@ pub enum Strategy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourceScorer {
     resources: Vec<ResourceSpec>,
+    /// What each of `resources` is, decided once: scoring runs per node per pod, and matching
+    /// the names there was a string comparison per resource per node.
+    kinds: Vec<Kind>,
     /// Count the node's and pod's actual requests for CPU and memory (BalancedAllocation)
     /// instead of the non-zero defaults for request-less containers.
     use_requested: bool,
     strategy: Strategy,
+}
+
+/// A scored resource by where its figures live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Cpu,
+    Memory,
+    EphemeralStorage,
+    /// Any other name, read from the scalar resources; `scalar` when
+    /// [`is_scalar_resource_name`] (then it counts only if the pod asks for it).
+    Named {
+        scalar: bool,
+    },
+}
+
+impl Kind {
+    fn of(name: &str) -> Self {
+        match name {
+            RESOURCE_CPU => Self::Cpu,
+            RESOURCE_MEMORY => Self::Memory,
+            RESOURCE_EPHEMERAL_STORAGE => Self::EphemeralStorage,
+            _ => Self::Named {
+                scalar: is_scalar_resource_name(name),
+            },
+        }
+    }
 }
 
 impl ResourceScorer {
@@ -74,6 +103,7 @@ impl ResourceScorer {
             }
         }
         Self {
+            kinds: resources.iter().map(|r| Kind::of(&r.name)).collect(),
             resources,
             use_requested,
             strategy,
@@ -100,6 +130,7 @@ impl ResourceScorer {
         &self,
         node: &NodeInfo,
         name: &str,
+        kind: Kind,
         pod_request: i64,
     ) -> (i64, i64) {
         let requested = if self.use_requested {
@@ -107,24 +138,22 @@ impl ResourceScorer {
         } else {
             node.non_zero_requested()
         };
-        // An extended resource the pod does not ask for does not count.
-        if pod_request == 0 && is_scalar_resource_name(name) {
-            return (0, 0);
-        }
         let alloc = node.allocatable();
-        match name {
-            RESOURCE_CPU => (
+        match kind {
+            Kind::Cpu => (
                 alloc.milli_cpu,
                 requested.milli_cpu.saturating_add(pod_request),
             ),
-            RESOURCE_MEMORY => (alloc.memory, requested.memory.saturating_add(pod_request)),
-            RESOURCE_EPHEMERAL_STORAGE => (
+            Kind::Memory => (alloc.memory, requested.memory.saturating_add(pod_request)),
+            Kind::EphemeralStorage => (
                 alloc.ephemeral_storage,
                 node.requested()
                     .ephemeral_storage
                     .saturating_add(pod_request),
             ),
-            _ => match alloc.scalar_resources.get(name) {
+            // An extended resource the pod does not ask for does not count.
+            Kind::Named { scalar: true } if pod_request == 0 => (0, 0),
+            Kind::Named { .. } => match alloc.scalar_resources.get(name) {
                 Some(&a) => (a, node.requested().scalar(name).saturating_add(pod_request)),
                 None => (0, 0),
             },
@@ -167,8 +196,14 @@ impl ResourceScorer {
         allocatable: &mut [i64],
         without: &mut [i64],
     ) -> i64 {
-        for (i, (r, &pod_request)) in self.resources.iter().zip(pod_requests).enumerate() {
-            let (a, q) = self.allocatable_and_requested(node, &r.name, pod_request);
+        for (i, ((r, &kind), &pod_request)) in self
+            .resources
+            .iter()
+            .zip(&self.kinds)
+            .zip(pod_requests)
+            .enumerate()
+        {
+            let (a, q) = self.allocatable_and_requested(node, &r.name, kind, pod_request);
             allocatable[i] = a;
             requested[i] = if a == 0 { 0 } else { q };
         }

@@ -50,6 +50,20 @@ fn taints(node: &Node) -> &[Taint] {
         .unwrap_or_default()
 }
 
+/// The raw score: how many PreferNoSchedule taints of the node `tolerations` do not tolerate.
+fn untolerated_prefer_no_schedule(node: &NodeInfo, tolerations: &[Toleration]) -> i64 {
+    // The usual untainted node: decided without reading the `Node` (a cache miss).
+    let Some(n) = node.node().filter(|_| node.has_taints()) else {
+        return 0;
+    };
+    let count = taints(n)
+        .iter()
+        .filter(|taint| taint.effect == "PreferNoSchedule")
+        .filter(|taint| !tolerations.iter().any(|t| tolerates_taint(t, taint)))
+        .count();
+    i64::try_from(count).unwrap_or(i64::MAX)
+}
+
 /// The pod's tolerations that can tolerate PreferNoSchedule taints (that effect, or none).
 #[derive(Debug, Clone)]
 struct PreScoreState {
@@ -79,6 +93,10 @@ impl FilterPlugin for TaintToleration {
         let Some(n) = node.node() else {
             return Status::unresolvable("node not found");
         };
+        // The usual untainted node: decided without reading the `Node` (a cache miss).
+        if !node.has_taints() {
+            return Status::success();
+        }
         match find_untolerated_taint(taints(n), tolerations(pod), do_not_schedule_taint) {
             Some(_) => Status::unresolvable(ERR_REASON),
             None => Status::success(),
@@ -109,13 +127,24 @@ impl ScorePlugin for TaintToleration {
         let s = state
             .read::<PreScoreState>(PRE_SCORE_KEY)
             .map_err(Status::error)?;
-        let Some(n) = node.node() else { return Ok(0) };
-        let count = taints(n)
-            .iter()
-            .filter(|taint| taint.effect == "PreferNoSchedule")
-            .filter(|taint| !s.tolerations.iter().any(|t| tolerates_taint(t, taint)))
-            .count();
-        Ok(i64::try_from(count).unwrap_or(i64::MAX))
+        Ok(untolerated_prefer_no_schedule(node, &s.tolerations))
+    }
+
+    /// [`ScorePlugin::score`] with the PreScore state read once for the chunk.
+    fn score_nodes(
+        &self,
+        state: &CycleState,
+        _: &Pod,
+        nodes: &[Arc<NodeInfo>],
+        scores: &mut [i64],
+    ) -> Result<(), (usize, Status)> {
+        let s = state
+            .read::<PreScoreState>(PRE_SCORE_KEY)
+            .map_err(|e| (0, Status::error(e)))?;
+        for (node, out) in nodes.iter().zip(scores) {
+            *out = untolerated_prefer_no_schedule(node, &s.tolerations);
+        }
+        Ok(())
     }
 
     fn normalize_score(&self, _: &CycleState, _: &Pod, scores: &mut [NodeScore]) -> Status {

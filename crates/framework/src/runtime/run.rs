@@ -11,9 +11,7 @@ use k8s_openapi::api::core::v1::Pod;
 use super::{Enabled, Framework};
 use crate::{
     Code, CycleState, MAX_PERMIT_TIMEOUT, NodeInfo, NodeToStatus, PodInfo, PostFilterResult,
-    PreFilterResult, QueuedPodInfo, Status, WaitingPod,
-    metrics::{ExtensionPointLabels, PluginLabels},
-    pod_priority,
+    PreFilterResult, QueuedPodInfo, Status, WaitingPod, metrics::PluginLabels, pod_priority,
 };
 
 /// One plugin call's duration in a sampled cycle: plugin, status code, seconds.
@@ -22,13 +20,12 @@ pub(crate) type Timing<'a> = (&'a str, Code, f64);
 impl Framework {
     pub(crate) fn observe_point(&self, point: &'static str, status: &Status, start: Instant) {
         if let Some(m) = &self.metrics {
-            m.extension_point_duration
-                .get_or_create(&ExtensionPointLabels {
-                    extension_point: point,
-                    status: status.code().as_str(),
-                    profile: self.profile_name.clone(),
-                })
-                .observe(start.elapsed().as_secs_f64());
+            m.observe_extension_point(
+                &self.profile_name,
+                point,
+                status.code(),
+                start.elapsed().as_secs_f64(),
+            );
         }
     }
 
@@ -288,18 +285,23 @@ impl Framework {
         node: &NodeInfo,
         mut timings: Option<&mut Vec<Timing<'a>>>,
     ) -> Status {
-        let record = state.should_record_plugin_metrics();
+        // In a sampled cycle, one clock read per plugin: each call's end is the next one's
+        // start (two reads per call were ~5 % of the sampled cycles' time).
+        let mut t = state.should_record_plugin_metrics().then(Instant::now);
         for e in plugins {
             let Some(p) = e.plugin.as_filter() else {
                 continue;
             };
-            let t = record.then(Instant::now);
             let s = p.filter(state, pod, node);
-            if let Some(t) = t {
+            if let Some(start) = t {
+                let now = Instant::now();
                 match timings.as_deref_mut() {
-                    Some(v) => v.push((e.name(), s.code(), t.elapsed().as_secs_f64())),
-                    None => self.observe_plugin(state, e.name(), "Filter", &s, t),
+                    Some(v) => {
+                        v.push((e.name(), s.code(), now.duration_since(start).as_secs_f64()))
+                    }
+                    None => self.observe_plugin(state, e.name(), "Filter", &s, start),
                 }
+                t = Some(now);
             }
             if !s.is_success() {
                 if s.is_rejected() {

@@ -143,6 +143,8 @@ struct FilterPart<'a> {
 struct ScorePart<'a> {
     failed: Option<(usize, Status)>,
     timings: Vec<Timing<'a>>,
+    /// One plugin's scores of the current chunk.
+    chunk_scores: Vec<i64>,
 }
 
 /// At most this many nodes per Filter chunk: the last chunk of a search that stops early is
@@ -473,26 +475,38 @@ impl Framework {
             self.parallelizer.chunk_size(n),
             ScorePart::default,
             |part: &mut ScorePart<'_>, range: std::ops::Range<usize>, _solo: bool| {
-                for i in range {
-                    let node = &nodes[i];
-                    for (j, (e, p)) in plugins.iter().enumerate() {
-                        let t = record.then(Instant::now);
-                        let r = p.score(state, pod, node);
-                        if let Some(t) = t {
-                            let code = r.as_ref().err().map_or(Code::Success, Status::code);
-                            part.timings
-                                .push((e.name(), code, t.elapsed().as_secs_f64()));
-                        }
-                        match r {
-                            Ok(v) => raw[i * width + j].store(v, Ordering::Relaxed),
-                            Err(s) => {
-                                part.failed = Some((i, score_error(e.name(), &s)));
-                                return false;
-                            }
-                        }
+                if record {
+                    return score_timed(part, &plugins, state, pod, nodes, range, &raw);
+                }
+                // Plugin by plugin over the chunk: each reads its cycle state once per chunk,
+                // and the chunk's nodes stay in cache between plugins.
+                let chunk = &nodes[range.clone()];
+                part.chunk_scores.resize(chunk.len(), 0);
+                // The first failure in node-major order (node, then plugin), as a node-by-node
+                // loop would meet it.
+                let mut failed: Option<(usize, usize, Status)> = None;
+                for (j, (_, p)) in plugins.iter().enumerate() {
+                    // Nodes from an earlier plugin's failure on cannot fail first.
+                    let upto = failed.as_ref().map_or(chunk.len(), |(k, _, _)| *k);
+                    if upto == 0 {
+                        break;
+                    }
+                    let scores = &mut part.chunk_scores[..upto];
+                    if let Err((k, s)) = p.score_nodes(state, pod, &chunk[..upto], scores) {
+                        failed = Some((k.min(upto - 1), j, s));
+                    }
+                    let done = failed.as_ref().map_or(upto, |(k, _, _)| (*k).min(upto));
+                    for (k, v) in part.chunk_scores[..done].iter().enumerate() {
+                        raw[(range.start + k) * width + j].store(*v, Ordering::Relaxed);
                     }
                 }
-                true
+                match failed {
+                    Some((k, j, s)) => {
+                        part.failed = Some((range.start + k, score_error(plugins[j].0.name(), &s)));
+                        false
+                    }
+                    None => true,
+                }
             },
             |_| n,
         );
@@ -613,6 +627,41 @@ impl Framework {
         }
         Ok(())
     }
+}
+
+/// Score over `range` of `nodes` in a cycle that records plugin durations: node by node,
+/// one call and one observation per plugin per node (upstream's per-call histogram). One
+/// clock read per call — each call's end is the next one's start.
+fn score_timed<'a>(
+    part: &mut ScorePart<'a>,
+    plugins: &[(&'a super::Enabled, &dyn crate::ScorePlugin)],
+    state: &CycleState,
+    pod: &Pod,
+    nodes: &[Arc<NodeInfo>],
+    range: std::ops::Range<usize>,
+    raw: &[AtomicI64],
+) -> bool {
+    let width = plugins.len();
+    for i in range {
+        let node = &nodes[i];
+        let mut t = Instant::now();
+        for (j, (e, p)) in plugins.iter().enumerate() {
+            let r = p.score(state, pod, node);
+            let now = Instant::now();
+            let code = r.as_ref().err().map_or(Code::Success, Status::code);
+            part.timings
+                .push((e.name(), code, now.duration_since(t).as_secs_f64()));
+            t = now;
+            match r {
+                Ok(v) => raw[i * width + j].store(v, Ordering::Relaxed),
+                Err(s) => {
+                    part.failed = Some((i, score_error(e.name(), &s)));
+                    return false;
+                }
+            }
+        }
+    }
+    true
 }
 
 /// A Score failure as upstream words it.
