@@ -242,6 +242,31 @@ impl ScorePlugin for NetworkTraffic {
         ))
     }
 
+    /// [`ScorePlugin::score`] with the view (snapshot and reservations) taken once for the
+    /// chunk instead of once per node.
+    fn score_nodes(
+        &self,
+        _state: &CycleState,
+        _pod: &Pod,
+        nodes: &[Arc<NodeInfo>],
+        scores: &mut [i64],
+    ) -> Result<(), (usize, Status)> {
+        let capacity_mode = self.config.capacity_mode();
+        self.shared.with_view(|view| {
+            for (node, out) in nodes.iter().zip(scores) {
+                let load = score::load(
+                    &self.config,
+                    &view.traffic,
+                    &view.reservations,
+                    node.node_name(),
+                    node.node().map(AsRef::as_ref),
+                );
+                *out = score::raw_score(capacity_mode, load);
+            }
+        });
+        Ok(())
+    }
+
     fn normalize_score(&self, _state: &CycleState, _pod: &Pod, scores: &mut [NodeScore]) -> Status {
         score::normalize(
             scores,
