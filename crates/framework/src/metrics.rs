@@ -1,5 +1,6 @@
 //! The framework's Prometheus metrics, under upstream's names and labels.
 
+use parking_lot::RwLock;
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{
@@ -8,6 +9,8 @@ use prometheus_client::{
     },
     registry::Registry,
 };
+
+use crate::Code;
 
 /// Labels of `scheduler_framework_extension_point_duration_seconds`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -47,6 +50,8 @@ pub struct FrameworkMetrics {
     /// `scheduler_plugin_execution_duration_seconds{plugin,extension_point,status}` (sampled in
     /// 10 % of cycles, as upstream).
     pub plugin_execution_duration: Family<PluginLabels, Histogram, fn() -> Histogram>,
+    /// Handles into `extension_point_duration`, resolved once per profile, point and code.
+    point_handles: PointHandles,
 }
 
 impl Default for FrameworkMetrics {
@@ -54,7 +59,45 @@ impl Default for FrameworkMetrics {
         Self {
             extension_point_duration: Family::new_with_constructor(extension_point_histogram),
             plugin_execution_duration: Family::new_with_constructor(plugin_histogram),
+            point_handles: PointHandles::default(),
         }
+    }
+}
+
+/// The extension points with a slot in [`PointHandles`]; others go through the family.
+fn point_index(point: &str) -> Option<usize> {
+    Some(match point {
+        "PreFilter" => 0,
+        "Filter" => 1,
+        "PostFilter" => 2,
+        "PreScore" => 3,
+        "Score" => 4,
+        "Reserve" => 5,
+        "Unreserve" => 6,
+        "Permit" => 7,
+        "PreBindPreFlight" => 8,
+        "PreBind" => 9,
+        "Bind" => 10,
+        "PostBind" => 11,
+        _ => return None,
+    })
+}
+
+const POINTS: usize = 12;
+/// [`Code`]'s variants.
+const CODES: usize = 7;
+// A variant added after `Pending` must grow `CODES`.
+const _: () = assert!(Code::Pending as usize == CODES - 1);
+
+/// Extension-point histograms by profile, then by `point_index * CODES + code`: every
+/// extension point of every cycle observes one, and going through the family each time
+/// would build the label set — a copy of the profile name — and hash it.
+#[derive(Debug, Default)]
+struct PointHandles(RwLock<Vec<(String, Box<[Option<Histogram>]>)>>);
+
+impl Clone for PointHandles {
+    fn clone(&self) -> Self {
+        Self(RwLock::new(self.0.read().clone()))
     }
 }
 
@@ -63,6 +106,50 @@ impl FrameworkMetrics {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Observes `seconds` in `scheduler_framework_extension_point_duration_seconds` for
+    /// `{point, code, profile}` — through a handle resolved on the first observation.
+    pub fn observe_extension_point(
+        &self,
+        profile: &str,
+        point: &'static str,
+        code: Code,
+        seconds: f64,
+    ) {
+        let slot = point_index(point).map(|p| p * CODES + code as usize);
+        if let Some(slot) = slot {
+            let handles = self.point_handles.0.read();
+            let cached = handles
+                .iter()
+                .find(|(p, _)| p == profile)
+                .and_then(|(_, hs)| hs.get(slot)?.as_ref());
+            if let Some(h) = cached {
+                h.observe(seconds);
+                return;
+            }
+        }
+        let h = self
+            .extension_point_duration
+            .get_or_create(&ExtensionPointLabels {
+                extension_point: point,
+                status: code.as_str(),
+                profile: profile.to_owned(),
+            })
+            .clone();
+        h.observe(seconds);
+        let Some(slot) = slot else { return };
+        let mut handles = self.point_handles.0.write();
+        let i = match handles.iter().position(|(p, _)| p == profile) {
+            Some(i) => i,
+            None => {
+                handles.push((profile.to_owned(), vec![None; POINTS * CODES].into()));
+                handles.len() - 1
+            }
+        };
+        if let Some(s) = handles.get_mut(i).and_then(|(_, hs)| hs.get_mut(slot)) {
+            *s = Some(h);
+        }
     }
 
     /// Registers the metrics in `registry` (give it the `scheduler` prefix).
