@@ -205,9 +205,9 @@ pub trait ScorePlugin: Plugin {
     fn score(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<i64, Status>;
 
     /// The raw scores of a run of nodes, `scores[i]` for `nodes[i]` (equal lengths): the
-    /// framework calls it per chunk of a cycle's feasible nodes, except in cycles that time
-    /// every call for the plugin metrics (those call [`ScorePlugin::score`] per node). The
-    /// default calls `score` per node; plugins override it to do per-cycle work — reading
+    /// framework calls it per chunk of a cycle's feasible nodes (in a cycle sampled for the
+    /// plugin metrics, each node is observed with the chunk's mean duration). The default
+    /// calls [`ScorePlugin::score`] per node; plugins override it to do per-cycle work — reading
     /// their [`CycleState`] entry, say — once per chunk instead of once per node. It must
     /// give the scores `score` gives.
     ///
