@@ -389,6 +389,11 @@ mod tests {
                 score: p.score(&state, &pod, n).unwrap(),
             })
             .collect();
+        // The chunked path gives the same raw scores.
+        let shared: Vec<Arc<NodeInfo>> = nodes.iter().cloned().map(Arc::new).collect();
+        let mut chunked = vec![0; nodes.len()];
+        p.score_nodes(&state, &pod, &shared, &mut chunked).unwrap();
+        assert_eq!(chunked, s.iter().map(|s| s.score).collect::<Vec<_>>());
         assert!(p.normalize_score(&state, &pod, &mut s).is_success());
         s.iter().map(|s| s.score).collect()
     }
