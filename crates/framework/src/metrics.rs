@@ -93,7 +93,10 @@ const _: () = assert!(Code::Pending as usize == CODES - 1);
 /// extension point of every cycle observes one, and going through the family each time
 /// would build the label set — a copy of the profile name — and hash it.
 #[derive(Debug, Default)]
-struct PointHandles(RwLock<Vec<(String, Box<[Option<Histogram>]>)>>);
+struct PointHandles(RwLock<Vec<ProfilePoints>>);
+
+/// A profile's name and its histograms by slot.
+type ProfilePoints = (String, Box<[Option<Histogram>]>);
 
 impl Clone for PointHandles {
     fn clone(&self) -> Self {
@@ -163,6 +166,66 @@ impl FrameworkMetrics {
             "plugin_execution_duration_seconds",
             "Duration for running a plugin at a specific extension point.",
             self.plugin_execution_duration.clone(),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus_client::encoding::text::encode;
+
+    use super::*;
+
+    fn text(m: &FrameworkMetrics) -> String {
+        let mut r = Registry::default();
+        m.register(&mut r);
+        let mut s = String::new();
+        encode(&mut s, &r).unwrap_or_default();
+        s
+    }
+
+    fn count(text: &str, labels: &str) -> Option<String> {
+        let prefix = format!("framework_extension_point_duration_seconds_count{{{labels}}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .map(str::to_owned)
+    }
+
+    #[test]
+    fn extension_point_observations_land_in_their_label_sets() {
+        let m = FrameworkMetrics::new();
+        for _ in 0..3 {
+            m.observe_extension_point("a", "Filter", Code::Success, 0.001);
+        }
+        m.observe_extension_point("a", "Filter", Code::Unschedulable, 0.001);
+        m.observe_extension_point("b", "Filter", Code::Success, 0.001);
+        // Not in the handle table: through the family every time.
+        m.observe_extension_point("a", "Custom", Code::Success, 0.001);
+        m.observe_extension_point("a", "Custom", Code::Success, 0.001);
+        // A clone shares the histograms.
+        m.clone()
+            .observe_extension_point("b", "PostBind", Code::Pending, 0.001);
+        let t = text(&m);
+        let c = |labels| count(&t, labels);
+        assert_eq!(
+            c(r#"extension_point="Filter",status="Success",profile="a""#).as_deref(),
+            Some("3")
+        );
+        assert_eq!(
+            c(r#"extension_point="Filter",status="Unschedulable",profile="a""#).as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            c(r#"extension_point="Filter",status="Success",profile="b""#).as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            c(r#"extension_point="Custom",status="Success",profile="a""#).as_deref(),
+            Some("2")
+        );
+        assert_eq!(
+            c(r#"extension_point="PostBind",status="Pending",profile="b""#).as_deref(),
+            Some("1")
         );
     }
 }
