@@ -133,7 +133,17 @@ impl Cache {
     /// # Errors
     /// [`Error::PodNotAssigned`], [`Error::PodAlreadyInCache`], [`Error::PodWithoutName`].
     pub fn assume_pod(&self, pod: Arc<Pod>) -> Result<(), Error> {
-        let info = pod_info(pod)?;
+        self.assume_pod_info(PodInfo::new(pod))
+    }
+
+    /// [`Cache::assume_pod`] with the pod's [`PodInfo`] already built — the scheduling loop's
+    /// [`PodInfo::with_node_name`] of the queued pod — so its requests and affinity terms are
+    /// not parsed again.
+    ///
+    /// # Errors
+    /// As [`Cache::assume_pod`].
+    pub fn assume_pod_info(&self, info: PodInfo) -> Result<(), Error> {
+        check_named(info.pod())?;
         let node = assigned_node(&info)?;
         let mut inner = self.inner.write();
         if inner.pods.contains_key(info.key()) {
@@ -622,12 +632,17 @@ fn node_name(node: &Node) -> Result<String, Error> {
 }
 
 fn pod_info(pod: Arc<Pod>) -> Result<PodInfo, Error> {
+    check_named(&pod)?;
+    Ok(PodInfo::new(pod))
+}
+
+fn check_named(pod: &Pod) -> Result<(), Error> {
     if pod.metadata.name.as_deref().is_none_or(str::is_empty) {
         return Err(Error::PodWithoutName {
             namespace: pod.metadata.namespace.clone().unwrap_or_default(),
         });
     }
-    Ok(PodInfo::new(pod))
+    Ok(())
 }
 
 fn assigned_node(info: &PodInfo) -> Result<String, Error> {

@@ -7,7 +7,7 @@ use std::{sync::Arc, thread};
 use common::{container, node, pod};
 use ksched_cache::{Cache, Error};
 use ksched_framework::{
-    Snapshot,
+    PodInfo, Snapshot,
     resource::{DEFAULT_MEMORY_REQUEST, DEFAULT_MILLI_CPU_REQUEST},
 };
 
@@ -135,6 +135,33 @@ fn forget_errors() {
         cache.forget_pod(&p).unwrap_err().to_string(),
         "pod default/p is not assumed"
     );
+}
+
+#[test]
+fn assume_pod_info_of_the_queued_pod() {
+    let cache = cache_with_nodes(&["n1"]);
+    let queued = PodInfo::new(pod("p").requests(&[("cpu", "250m")]).build());
+    assert_eq!(
+        cache.assume_pod_info(queued.clone()),
+        Err(Error::PodNotAssigned {
+            pod: "default/p".into()
+        })
+    );
+    let assumed = queued.with_node_name("n1");
+    let p = Arc::clone(assumed.pod());
+    cache.assume_pod_info(assumed).unwrap();
+    assert!(cache.is_assumed_pod(&p));
+    assert_eq!(cache.node_info("n1").unwrap().requested().milli_cpu, 250);
+    assert_eq!(
+        cache.assume_pod_info(queued.with_node_name("n1")),
+        Err(Error::PodAlreadyInCache {
+            pod: "default/p".into()
+        })
+    );
+    // Binding failed: forgetting it undoes it exactly.
+    cache.forget_pod(&p).unwrap();
+    assert_eq!(cache.node_info("n1").unwrap().requested().milli_cpu, 0);
+    assert_eq!(cache.pod_count(), 0);
 }
 
 #[test]

@@ -164,6 +164,19 @@ impl PodInfo {
         }
     }
 
+    /// The pod as the scheduler assumes it on `node`: a copy with `spec.nodeName` set (upstream
+    /// deep-copies the queued pod and sets the name), keeping what was derived from it here —
+    /// none of which depends on `spec.nodeName` — instead of parsing the copy again.
+    #[must_use]
+    pub fn with_node_name(&self, node: &str) -> Self {
+        let mut pod = Pod::clone(&self.pod);
+        pod.spec.get_or_insert_with(Default::default).node_name = Some(node.to_owned());
+        Self {
+            pod: Arc::new(pod),
+            ..self.clone()
+        }
+    }
+
     /// The pod.
     #[must_use]
     #[inline]
@@ -476,6 +489,58 @@ mod tests {
         assert!(
             second.starts_with("spec.affinity.podAntiAffinity.requiredDuringScheduling"),
             "{second}"
+        );
+    }
+
+    #[test]
+    fn with_node_name_keeps_what_parsing_the_copy_gives() {
+        let mut pod = Pod::clone(&pod_with(PodSpec {
+            priority: Some(3),
+            scheduler_name: Some("s".into()),
+            affinity: Some(anti_affinity(MetaSelector {
+                match_labels: Some([("app".to_owned(), "web".to_owned())].into()),
+                ..Default::default()
+            })),
+            containers: vec![Container {
+                name: "c".into(),
+                resources: Some(ResourceRequirements {
+                    requests: Some(
+                        [
+                            ("cpu".to_owned(), Quantity("250m".into())),
+                            ("memory".to_owned(), Quantity("1x".into())),
+                        ]
+                        .into(),
+                    ),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }));
+        pod.metadata.uid = Some("u-2".into());
+        let queued = PodInfo::new(Arc::new(pod));
+        let assumed = queued.with_node_name("n1");
+        let parsed = PodInfo::new(assumed.pod().clone());
+        assert_eq!(assumed.node_name(), Some("n1"));
+        assert_eq!(queued.node_name(), None, "the queued pod is not touched");
+        assert_eq!(
+            (assumed.key(), assumed.uid(), assumed.scheduler_name()),
+            (parsed.key(), parsed.uid(), parsed.scheduler_name())
+        );
+        assert_eq!(
+            (assumed.key_hash(), assumed.uid_hash(), assumed.priority()),
+            (parsed.key_hash(), parsed.uid_hash(), parsed.priority())
+        );
+        assert_eq!(assumed.resource(), parsed.resource());
+        assert_eq!(
+            assumed.required_anti_affinity_terms(),
+            parsed.required_anti_affinity_terms()
+        );
+        assert_eq!(assumed.parse_errors(), parsed.parse_errors());
+        assert_eq!(
+            assumed.parse_errors().len(),
+            1,
+            "the malformed memory request"
         );
     }
 }
