@@ -1,8 +1,10 @@
-//! `schedule_one`: one pod through its profile's scheduling cycle, then its binding cycle in a
-//! task of its own (upstream `schedule_one.go`).
+//! `schedule_one`: one pod through its profile's scheduling cycle, then its binding cycle — in a
+//! task of its own from its first wait on (upstream `schedule_one.go`).
 
 use std::{
+    pin::Pin,
     sync::Arc,
+    task::{Context, Waker},
     time::{Duration, Instant},
 };
 
@@ -108,8 +110,9 @@ impl Inner {
             }
         };
         // Assume: the pod counts on its node from now on, so the next cycle sees it.
-        let assumed = Arc::new(with_node_name(&pod, &result.suggested_host));
-        if let Err(e) = self.cache.assume_pod(assumed.clone()) {
+        let assumed_info = qpi.pod_info.with_node_name(&result.suggested_host);
+        let assumed = assumed_info.pod().clone();
+        if let Err(e) = self.cache.assume_pod_info(assumed_info) {
             self.metrics
                 .observe_attempt("error", fw.profile_name(), start.elapsed().as_secs_f64());
             self.handle_scheduling_failure(
@@ -152,12 +155,34 @@ impl Inner {
         // The binding cycle runs on its own; the loop goes on to the next pod.
         let this = self.clone();
         self.metrics.binding_in_flight.inc();
-        self.bindings.spawn(async move {
+        let binding = Box::pin(async move {
             let gauge = this.metrics.binding_in_flight.clone();
             this.binding_cycle(fw, state, qpi, assumed, result, start)
                 .await;
             gauge.dec();
         });
+        self.start_binding(binding);
+    }
+
+    /// Starts a binding cycle: polls it once here and spawns it only if it has to wait.
+    ///
+    /// Upstream starts the binding cycle in a goroutine, so the loop never waits for the
+    /// apiserver (or a Permit that says Wait). One poll keeps that: it runs the cycle only up to
+    /// its first wait — the binder's request handed to the client, a waiting Permit — and the
+    /// task spawned then takes it from there, while the loop goes on at once. A cycle that
+    /// never waits (in-memory Bind plugins, the simulator) completes inside that poll, which is
+    /// one of the interleavings the goroutine allows, and saves a task, the wake-up of a tokio
+    /// worker and two context switches per pod. The poll has no waker: the spawned task polls
+    /// the future again at once, which re-registers whatever it waits on with the task's own
+    /// waker (futures must honour the waker of their latest poll).
+    fn start_binding<F>(&self, mut binding: Pin<Box<F>>)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let mut cx = Context::from_waker(Waker::noop());
+        if binding.as_mut().poll(&mut cx).is_pending() {
+            self.bindings.spawn(binding);
+        }
     }
 
     /// Wait on Permit → PreBind → Bind → finish binding → PostBind; any failure undoes the
@@ -391,12 +416,6 @@ fn scheduler_name(pod: &Pod) -> &str {
         .and_then(|s| s.scheduler_name.as_deref())
         .filter(|n| !n.is_empty())
         .unwrap_or("default-scheduler")
-}
-
-fn with_node_name(pod: &Pod, node: &str) -> Pod {
-    let mut p = pod.clone();
-    p.spec.get_or_insert_with(Default::default).node_name = Some(node.to_owned());
-    p
 }
 
 /// How long in-flight bindings get to finish at shutdown.
