@@ -191,9 +191,10 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-/// With `SCHEDULER_THROUGHPUT_BREAKDOWN=1`: one batch per profile outside criterion, then the
-/// mean time per call of each extension point and (sampled) plugin from the framework's own
-/// metrics — where a cycle's time goes.
+/// With `SCHEDULER_THROUGHPUT_BREAKDOWN=1`: one batch per profile outside criterion
+/// (`SCHEDULER_THROUGHPUT_BATCHES` for more), each with its rate, CPU time and context switches
+/// per pod, then the mean time per call of each extension point and (sampled) plugin from the
+/// framework's own metrics — where a cycle's time goes.
 fn breakdown(_: &mut Criterion) {
     if std::env::var_os("SCHEDULER_THROUGHPUT_BREAKDOWN").is_none() {
         return;
@@ -203,13 +204,31 @@ fn breakdown(_: &mut Criterion) {
         .enable_all()
         .build()
         .expect("a tokio runtime");
+    // `SCHEDULER_THROUGHPUT_BATCHES`: batches per profile (default 1); the metrics below cover
+    // all of them.
+    let batches: usize = std::env::var("SCHEDULER_THROUGHPUT_BATCHES")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(1);
     for nt in [false, true] {
         let (sched, bound) = cluster(nt);
-        let batch: Vec<_> = (0..BATCH).map(|i| pod(0, i)).collect();
-        let (took, _) = rt.block_on(schedule_batch(&sched, &bound, &batch));
-        #[allow(clippy::cast_precision_loss)]
-        let rate = BATCH as f64 / took.as_secs_f64();
-        println!("networktraffic={nt}: {BATCH} pods in {took:?} ({rate:.0} pods/s)");
+        for b in 0..batches {
+            let batch: Vec<_> = (0..BATCH).map(|i| pod(b, i)).collect();
+            let before = ThreadTotals::now();
+            let (took, bound_pods) = rt.block_on(schedule_batch(&sched, &bound, &batch));
+            let used = ThreadTotals::now().since(&before);
+            #[allow(clippy::cast_precision_loss)]
+            let (rate, per_pod) = (BATCH as f64 / took.as_secs_f64(), BATCH as f64);
+            println!(
+                "networktraffic={nt}: {BATCH} pods in {took:?} ({rate:.0} pods/s); CPU {:.1} µs/pod, \
+                 {:.2} context switches/pod",
+                used.cpu.as_secs_f64() * 1e6 / per_pod,
+                used.switches as f64 / per_pod,
+            );
+            for p in &bound_pods {
+                sched.delete_pod(p);
+            }
+        }
         let mut text = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut text, &sched.metrics_registry());
         // Sums and counts of the histograms, by label set.
@@ -237,6 +256,52 @@ fn breakdown(_: &mut Criterion) {
             {
                 println!("  {:>10.1} µs x {count:>6}  {key}", sum / count * 1e6);
             }
+        }
+    }
+}
+
+/// CPU time and context switches of all the process's threads, from `/proc/self/task`: unlike
+/// wall-clock time, CPU time per pod hardly depends on what else the machine runs (it still
+/// does through caches), so before/after comparisons on a loaded machine rest on it.
+struct ThreadTotals {
+    cpu: Duration,
+    switches: u64,
+}
+
+impl ThreadTotals {
+    fn now() -> Self {
+        let mut t = Self {
+            cpu: Duration::ZERO,
+            switches: 0,
+        };
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return t;
+        };
+        for task in tasks.flatten() {
+            let dir = task.path();
+            // schedstat: nanoseconds on a CPU, nanoseconds waiting for one, timeslices.
+            if let Some(ns) = std::fs::read_to_string(dir.join("schedstat"))
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            {
+                t.cpu += Duration::from_nanos(ns);
+            }
+            if let Ok(status) = std::fs::read_to_string(dir.join("status")) {
+                t.switches += status
+                    .lines()
+                    .filter(|l| l.contains("ctxt_switches:"))
+                    .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                    .sum::<u64>();
+            }
+        }
+        t
+    }
+
+    /// What the threads used since `before` (threads that ended meanwhile are not counted).
+    fn since(&self, before: &Self) -> Self {
+        Self {
+            cpu: self.cpu.saturating_sub(before.cpu),
+            switches: self.switches.saturating_sub(before.switches),
         }
     }
 }
