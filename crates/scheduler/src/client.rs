@@ -476,11 +476,13 @@ where
 /// per connection (`--http2-max-streams-per-connection`, 1000 by default), the rest waiting in
 /// the client for a stream, as client-go's do. The cap also bounds the connections opened
 /// while the first one is being made (each request that finds none starts its own; all but the
-/// first `h2` one are closed).
+/// first `h2` one are closed after their handshake: 78 for a cold burst of 256 requests against
+/// the test apiserver).
 pub const MAX_REQUESTS_IN_FLIGHT: usize = 128;
 
 /// Caps the requests in flight (watches and followed logs exempt); the others wait for a slot
-/// before they are sent (the wait does not count against [`REQUEST_TIMEOUT`]).
+/// before they are sent. In [`client_from_config`]'s stack the wait counts against
+/// [`REQUEST_TIMEOUT`] (the timeout layer is outside this one).
 #[derive(Clone, Debug)]
 pub struct InFlightLimitLayer {
     slots: Arc<tokio::sync::Semaphore>,
