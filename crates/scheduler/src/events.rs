@@ -52,6 +52,8 @@ const CONCURRENT_REQUESTS: usize = 32;
 
 struct Pending {
     regarding: ObjectReference,
+    /// The pod's `spec.schedulerName`: the profile that reports the event.
+    controller: Option<Box<str>>,
     type_: EventType,
     reason: String,
     action: String,
@@ -65,15 +67,17 @@ pub struct KubeEventRecorder {
 }
 
 impl KubeEventRecorder {
-    /// Starts the publishing task. `reporter` is the reporting controller (the component
-    /// name), `instance` the reporting instance (the pod or host name; `reporter` when `None`).
+    /// Starts the publishing task. As upstream, where each profile has its own recorder, an
+    /// event's reporting controller is the pod's `spec.schedulerName` (`reporter` for a pod
+    /// without one) and its reporting instance `<controller>-<host>` (client-go's
+    /// `NewRecorder`); `host` defaults to `reporter`.
     #[must_use]
-    pub fn start(client: Client, reporter: &str, instance: Option<String>) -> Self {
+    pub fn start(client: Client, reporter: &str, host: Option<String>) -> Self {
         let (tx, rx) = mpsc::channel::<Pending>(QUEUE);
         let publisher = Publisher {
             client,
             controller: reporter.to_owned(),
-            instance: instance.unwrap_or_else(|| reporter.to_owned()),
+            host: host.unwrap_or_else(|| reporter.to_owned()),
             series: HashMap::new(),
             hasher: RandomState::new(),
             slots: Arc::new(Semaphore::new(CONCURRENT_REQUESTS)),
@@ -87,6 +91,12 @@ impl EventRecorder for KubeEventRecorder {
     fn record(&self, pod: &Pod, event_type: EventType, reason: &str, action: &str, note: &str) {
         let pending = Pending {
             regarding: pod.object_ref(&()),
+            controller: pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.scheduler_name.as_deref())
+                .filter(|n| !n.is_empty())
+                .map(Into::into),
             type_: event_type,
             reason: reason.to_owned(),
             action: action.to_owned(),
@@ -112,8 +122,10 @@ struct Seen {
 
 struct Publisher {
     client: Client,
+    /// The reporting controller of events about pods without a scheduler name.
     controller: String,
-    instance: String,
+    /// This process's host name, for the reporting instance.
+    host: String,
     /// Events of the last [`FINISH_AFTER`] by the hash of their key. A collision (one in
     /// 2^64 per pair) would count an event into another's series.
     series: HashMap<u64, Seen>,
@@ -144,6 +156,7 @@ impl Publisher {
         let mut h = self.hasher.build_hasher();
         p.action.hash(&mut h);
         p.reason.hash(&mut h);
+        p.controller.hash(&mut h);
         let r = &p.regarding;
         (
             &r.api_version,
@@ -173,6 +186,7 @@ impl Publisher {
             self.send(patch).await;
             return;
         }
+        let controller = p.controller.as_deref().unwrap_or(&self.controller);
         let namespace = p
             .regarding
             .namespace
@@ -190,8 +204,8 @@ impl Publisher {
                 ..Default::default()
             },
             event_time: Some(MicroTime(now)),
-            reporting_controller: Some(self.controller.clone()),
-            reporting_instance: Some(self.instance.clone()),
+            reporting_instance: Some(format!("{controller}-{}", self.host)),
+            reporting_controller: Some(controller.to_owned()),
             action: Some(p.action),
             reason: Some(p.reason),
             note: Some(p.note),
@@ -369,6 +383,7 @@ mod tests {
                 resource_version: Some(rv.into()),
                 field_path: None,
             },
+            controller: Some("my-scheduler".into()),
             type_: EventType::Warning,
             reason: "FailedScheduling".into(),
             action: "Scheduling".into(),
@@ -392,7 +407,7 @@ mod tests {
         let mut p = Publisher {
             client,
             controller: "ksched".into(),
-            instance: "host".into(),
+            host: "host".into(),
             series: HashMap::new(),
             hasher: RandomState::new(),
             slots: Arc::new(Semaphore::new(4)),
@@ -409,8 +424,9 @@ mod tests {
         assert!(name.starts_with("p."), "{name}");
         assert_eq!(event["reason"], "FailedScheduling");
         assert_eq!(event["type"], "Warning");
-        assert_eq!(event["reportingController"], "ksched");
-        assert_eq!(event["reportingInstance"], "host");
+        // The pod's scheduler name reports, as upstream's per-profile recorders.
+        assert_eq!(event["reportingController"], "my-scheduler");
+        assert_eq!(event["reportingInstance"], "my-scheduler-host");
         assert_eq!(event["regarding"]["resourceVersion"], "1");
         assert!(event.get("series").is_none());
 

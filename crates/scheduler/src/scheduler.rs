@@ -197,7 +197,7 @@ impl SchedulerBuilder {
             None => Arc::new(KubeEventRecorder::start(
                 client.clone(),
                 "ksched",
-                Some(identity.clone()),
+                Some(hostname()),
             )),
         };
         let inner = self.assemble(&config, Some(client), recorder)?;
@@ -343,8 +343,9 @@ impl SchedulerBuilder {
 /// Registers extra metrics into the scheduler's registry.
 type MetricsHook = Arc<dyn Fn(&mut MetricsRegistry) + Send + Sync>;
 
-fn default_identity() -> String {
-    let host = std::env::var("HOSTNAME")
+/// This host's name (the pod's name in a Deployment), as Go's `os.Hostname`.
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
         .or_else(|| {
@@ -352,9 +353,12 @@ fn default_identity() -> String {
                 .ok()
                 .map(|s| s.trim().to_owned())
         })
-        .unwrap_or_else(|| "ksched".into());
+        .unwrap_or_else(|| "ksched".into())
+}
+
+fn default_identity() -> String {
     let suffix: u32 = rand::random();
-    format!("{host}_{suffix:08x}")
+    format!("{}_{suffix:08x}", hostname())
 }
 
 /// A built scheduler; [`Scheduler::run`] runs it until shutdown.

@@ -1,5 +1,6 @@
 //! Two replicas with leader election (a 4 s lease in the test namespace): only the leader binds
-//! (the Lease's holder is the identity in the `Scheduled` events' `reportingInstance`), kill -9
+//! (the Lease's holder `<host>_<random>` is the replica of the `Scheduled` events'
+//! `reportingInstance`, `<schedulerName>-<host>`), kill -9
 //! of the leader hands over to the other replica, and a replica whose lease is taken from it
 //! exits non-zero at once.
 //!
@@ -130,10 +131,12 @@ async fn only_the_leader_binds_failover_and_lease_loss() {
     // Both ready (informers synced); only A leads.
     assert_eq!(holder(&leases).await.as_deref(), Some(first.as_str()));
 
+    // Events report `<schedulerName>-<host>`, as upstream's per-profile recorders.
+    let leader = format!("{name}-replica-a");
     let reporters = schedule_batch(&ns, &name, "x", 20).await;
     assert!(
-        reporters.iter().all(|r| *r == first),
-        "Scheduled events not all from the leader {first}: {reporters:?}"
+        reporters.iter().all(|r| *r == leader),
+        "Scheduled events not all from the leader {leader} ({first}): {reporters:?}"
     );
     let series = common::scheduled_series(&name);
     assert_eq!(a.metric(&series).await, 20.0);
@@ -146,10 +149,11 @@ async fn only_the_leader_binds_failover_and_lease_loss() {
     a.kill9().await;
     let second = wait_holder(&leases, &["replica-b_"], Duration::from_secs(30)).await;
     eprintln!("failover took {:?}", killed.elapsed());
+    let leader = format!("{name}-replica-b");
     let reporters = schedule_batch(&ns, &name, "y", 20).await;
     assert!(
-        reporters.iter().all(|r| *r == second),
-        "Scheduled events after failover not all from {second}: {reporters:?}"
+        reporters.iter().all(|r| *r == leader),
+        "Scheduled events after failover not all from {leader} ({second}): {reporters:?}"
     );
     assert_eq!(b.metric(&series).await, 20.0);
 
