@@ -144,6 +144,11 @@ impl ActiveQueue {
         }
     }
 
+    /// The pod the next pop takes (unless a better one arrives first).
+    pub(crate) fn head(&self) -> Option<Slot> {
+        self.heap.peek().map(|k| k.slot)
+    }
+
     /// Slots in heap order (not sorted).
     pub(crate) fn slots(&self) -> impl Iterator<Item = Slot> + '_ {
         self.heap.iter().map(|k| k.slot)

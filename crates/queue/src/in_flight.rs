@@ -66,7 +66,8 @@ impl InFlight {
     }
 
     fn find(&self, uid_: &str, hash: u64) -> Option<&Record> {
-        self.pods.find(hash, |r| uid(&r.pod) == uid_)
+        self.pods
+            .find(hash, |r| r.uid_hash == hash && uid(&r.pod) == uid_)
     }
 
     /// Whether the pod with UID `uid` (hashed `hash`) is in flight.
@@ -77,10 +78,12 @@ impl InFlight {
     /// Marks `pod` (UID hashed `uid_hash`) in flight; `false` if it already is.
     pub(crate) fn start(&mut self, pod: Arc<PodInfo>, uid_hash: u64) -> bool {
         let mark = self.base + self.log.len() as u64;
-        match self
-            .pods
-            .entry(uid_hash, |r| uid(&r.pod) == uid(&pod), |r| r.uid_hash)
-        {
+        match self.pods.entry(
+            uid_hash,
+            // The full hash first: the UID of a pod just popped is not in cache.
+            |r| r.uid_hash == uid_hash && uid(&r.pod) == uid(&pod),
+            |r| r.uid_hash,
+        ) {
             hashbrown::hash_table::Entry::Occupied(_) => false,
             hashbrown::hash_table::Entry::Vacant(v) => {
                 v.insert(Record {
@@ -97,7 +100,10 @@ impl InFlight {
     /// Ends the flight of `uid` (no-op when not in flight) and drops the events nobody can
     /// need any more.
     pub(crate) fn done(&mut self, uid_: &str, hash: u64) {
-        let Ok(found) = self.pods.find_entry(hash, |r| uid(&r.pod) == uid_) else {
+        let Ok(found) = self
+            .pods
+            .find_entry(hash, |r| r.uid_hash == hash && uid(&r.pod) == uid_)
+        else {
             return;
         };
         let (record, _) = found.remove();

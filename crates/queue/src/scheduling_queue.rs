@@ -38,7 +38,7 @@ use crate::{
     metrics::{Counters, Label, PendingPods},
     nominator::Nominator,
     pod_events::{is_pod_updated, pod_scheduling_properties_change},
-    store::{Entry, Place, PodStore, Slot},
+    store::{self, Entry, Place, PodStore, Slot},
     unschedulable_pods::UnschedulablePods,
 };
 
@@ -240,17 +240,8 @@ impl State {
     /// read.
     fn new_entry(cx: &Ctx, info: QueuedPodInfo) -> Entry {
         let profile = cx.profiles.id_of(&info.pod_info);
-        Entry {
-            key_hash: info.pod_info.key_hash(),
-            uid_hash: info.pod_info.uid_hash(),
-            seq: 0,
-            backoff_expiry: None,
-            rejectors: cx.profiles.rejectors(profile, &info),
-            priority: info.pod_info.priority(),
-            profile,
-            place: Place::Detached,
-            info,
-        }
+        let rejectors = cx.profiles.rejectors(profile, &info);
+        Entry::new(info, rejectors, profile)
     }
 
     fn sort_key(&self, cx: &Ctx, slot: Slot) -> SortKey {
@@ -260,9 +251,9 @@ impl State {
 
     fn expiry(&mut self, cx: &Ctx, slot: Slot) -> Option<u64> {
         let entry = self.store.get_mut(slot);
-        *entry
+        entry
             .backoff_expiry
-            .get_or_insert_with(|| cx.backoff.expiry(&cx.timeline, &entry.info))
+            .get_or_compute(|| cx.backoff.expiry(&cx.timeline, &entry.info))
     }
 
     /// Takes a pod out of its sub-queue; it stays in the store.
@@ -435,9 +426,12 @@ impl State {
                 }
             };
             let Entry {
-                mut info, uid_hash, ..
+                mut info,
+                flight_ref,
+                ..
             } = self.store.remove_popped(slot);
-            if !self.in_flight.start(Arc::clone(&info.pod_info), uid_hash) {
+            let uid_hash = flight_ref.uid_hash();
+            if !self.in_flight.start(flight_ref, uid_hash) {
                 // The same pod is already being scheduled (re-added while in flight): the
                 // attempt in progress decides, this copy is dropped (upstream does the same).
                 tracing::error!(
@@ -457,7 +451,26 @@ impl State {
                 info.pending_plugins.clear();
             }
             info.gating_plugin = None;
+            self.warm_next_pop(&info);
             return Some(info);
+        }
+    }
+
+    /// Software pipelining of pops. With many pods pending, what a pop and its caller read
+    /// of a pod was last touched when the pod was added, long ago: its store entry, then
+    /// through it its index bucket and its `PodInfo`, then through that the key buffer holding
+    /// its UID (the caller reads it for `done`): cache misses each waiting for the one before.
+    /// Here, at the end of a pop, the popped pod's UID (its `PodInfo` was read by the previous
+    /// pop) and the next head's entry, index bucket and `PodInfo` are read together, so the
+    /// misses of two pods overlap and the next pop finds its pod in cache. A wrong guess (a
+    /// better pod arrives before the next pop) costs a few useless reads.
+    fn warm_next_pop(&self, popped: &QueuedPodInfo) {
+        store::warm_pod_info(&popped.pod_info, true);
+        if let Some(head) = self.active.head() {
+            if let Some(pod) = self.store.warm_entry(head) {
+                store::warm_pod_info(pod, false);
+            }
+            self.store.warm_index(head);
         }
     }
 
@@ -536,7 +549,7 @@ impl State {
         let entry = State::new_entry(cx, info);
         let strategy = match self
             .in_flight
-            .events_since(entry.info.uid(), entry.uid_hash)
+            .events_since(entry.info.uid(), entry.info.pod_info.uid_hash())
         {
             Some(events) => hints::replay(
                 &entry.rejectors,

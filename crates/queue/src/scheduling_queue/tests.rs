@@ -72,6 +72,7 @@ fn check_invariants(q: &PriorityQueue) {
     check(st.unschedulable.slots().to_vec(), Place::Unschedulable);
     assert_eq!(seen.len(), st.store.len());
     assert_eq!(st.store.iter().count(), st.store.len());
+    st.store.check_index();
     for entry in st.store.iter() {
         assert!(
             entry.place == Place::Unschedulable || !entry.info.gated(),
