@@ -6,8 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Pod;
 use ksched_framework::{
-    CycleState, Handle, NodeInfo, Plugin, PluginArgs, PluginError, PodResource, PreScorePlugin,
-    ScorePlugin, Status,
+    CycleState, Handle, NodeInfo, Plugin, PluginArgs, PluginError, PreScorePlugin, ScorePlugin,
+    Status,
 };
 use serde::Deserialize;
 
@@ -86,17 +86,13 @@ impl ScorePlugin for BalancedAllocation {
     }
 
     fn score(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<i64, Status> {
-        match state.read::<Arc<Vec<i64>>>(PRE_SCORE_KEY) {
-            Ok(r) => Ok(self.scorer.score(node, r)),
-            Err(_) => {
-                let r = self.scorer.pod_requests(&PodResource::of_pod(pod).0);
-                Ok(if r.iter().all(|v| *v == 0) {
-                    0
-                } else {
-                    self.scorer.score(node, &r)
-                })
-            }
-        }
+        let requests = self.scorer.requests_in(state, PRE_SCORE_KEY, pod);
+        // Without PreScore (which skips them), best-effort pods score 0 here.
+        Ok(if requests.iter().all(|v| *v == 0) {
+            0
+        } else {
+            self.scorer.score(node, &requests)
+        })
     }
 
     /// [`ScorePlugin::score`] with the PreScore state read once for the chunk.
@@ -107,20 +103,11 @@ impl ScorePlugin for BalancedAllocation {
         nodes: &[Arc<NodeInfo>],
         scores: &mut [i64],
     ) -> Result<(), (usize, Status)> {
-        let computed;
-        let requests: &[i64] = match state.read::<Arc<Vec<i64>>>(PRE_SCORE_KEY) {
-            Ok(r) => r,
-            Err(_) => {
-                computed = self.scorer.pod_requests(&PodResource::of_pod(pod).0);
-                if computed.iter().all(|v| *v == 0) {
-                    scores.fill(0);
-                    return Ok(());
-                }
-                &computed
-            }
-        };
-        for (node, out) in nodes.iter().zip(scores) {
-            *out = self.scorer.score(node, requests);
+        let requests = self.scorer.requests_in(state, PRE_SCORE_KEY, pod);
+        if requests.iter().all(|v| *v == 0) {
+            scores.fill(0);
+        } else {
+            self.scorer.score_all(nodes, &requests, scores);
         }
         Ok(())
     }

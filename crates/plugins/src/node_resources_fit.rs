@@ -373,12 +373,8 @@ impl ScorePlugin for NodeResourcesFit {
     }
 
     fn score(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<i64, Status> {
-        match state.read::<Arc<Vec<i64>>>(PRE_SCORE_KEY) {
-            Ok(r) => Ok(self.scorer.score(node, r)),
-            Err(_) => Ok(self
-                .scorer
-                .score(node, &self.scorer.pod_requests(&PodResource::of_pod(pod).0))),
-        }
+        let requests = self.scorer.requests_in(state, PRE_SCORE_KEY, pod);
+        Ok(self.scorer.score(node, &requests))
     }
 
     /// [`ScorePlugin::score`] with the PreScore state read once for the chunk.
@@ -389,17 +385,8 @@ impl ScorePlugin for NodeResourcesFit {
         nodes: &[Arc<NodeInfo>],
         scores: &mut [i64],
     ) -> Result<(), (usize, Status)> {
-        let computed;
-        let requests: &[i64] = match state.read::<Arc<Vec<i64>>>(PRE_SCORE_KEY) {
-            Ok(r) => r,
-            Err(_) => {
-                computed = self.scorer.pod_requests(&PodResource::of_pod(pod).0);
-                &computed
-            }
-        };
-        for (node, out) in nodes.iter().zip(scores) {
-            *out = self.scorer.score(node, requests);
-        }
+        let requests = self.scorer.requests_in(state, PRE_SCORE_KEY, pod);
+        self.scorer.score_all(nodes, &requests, scores);
         Ok(())
     }
 }

@@ -3,8 +3,11 @@
 //! `least_allocated.go`, `most_allocated.go`, `requested_to_capacity_ratio.go`,
 //! `balanced_allocation.go`).
 
+use std::{borrow::Cow, sync::Arc};
+
+use k8s_openapi::api::core::v1::Pod;
 use ksched_framework::{
-    MAX_NODE_SCORE, NodeInfo, PodResource,
+    CycleState, MAX_NODE_SCORE, NodeInfo, PodResource,
     resource::{
         RESOURCE_CPU, RESOURCE_EPHEMERAL_STORAGE, RESOURCE_MEMORY, is_scalar_resource_name,
     },
@@ -157,6 +160,23 @@ impl ResourceScorer {
                 Some(&a) => (a, node.requested().scalar(name).saturating_add(pod_request)),
                 None => (0, 0),
             },
+        }
+    }
+
+    /// The pod's requests as the plugin's PreScore stored them under `key` (from
+    /// [`ResourceScorer::pod_requests`]), or computed from the pod when PreScore did not run
+    /// (a caller of Score alone).
+    pub fn requests_in<'a>(&self, state: &'a CycleState, key: &str, pod: &Pod) -> Cow<'a, [i64]> {
+        match state.read::<Arc<Vec<i64>>>(key) {
+            Ok(r) => Cow::Borrowed(r.as_slice()),
+            Err(_) => Cow::Owned(self.pod_requests(&PodResource::of_pod(pod).0)),
+        }
+    }
+
+    /// [`ResourceScorer::score`] for each node of a chunk (`ScorePlugin::score_nodes`).
+    pub fn score_all(&self, nodes: &[Arc<NodeInfo>], pod_requests: &[i64], scores: &mut [i64]) {
+        for (node, out) in nodes.iter().zip(scores) {
+            *out = self.score(node, pod_requests);
         }
     }
 
