@@ -55,13 +55,48 @@ enum ConfigSource {
 
 /// Builds a [`Scheduler`], like upstream's `app.NewSchedulerCommand(app.WithPlugin(...))`.
 ///
+/// An out-of-tree Filter plugin registered next to the in-tree ones; the configuration file
+/// enables it in a profile by name (`plugins.filter.enabled: [{name: NotDraining}]`):
+///
 /// ```no_run
 /// # async fn run() -> Result<(), ksched::Error> {
+/// use std::sync::Arc;
+///
+/// use k8s_openapi::api::core::v1::Pod;
 /// use ksched::Scheduler;
+/// use ksched_framework::{CycleState, FilterPlugin, NodeInfo, Plugin, Status};
 /// use tokio_util::sync::CancellationToken;
 ///
+/// /// Rejects nodes labelled `example.com/draining`.
+/// struct NotDraining;
+///
+/// impl Plugin for NotDraining {
+///     fn name(&self) -> &str {
+///         "NotDraining"
+///     }
+///     fn as_filter(&self) -> Option<&dyn FilterPlugin> {
+///         Some(self)
+///     }
+/// }
+///
+/// impl FilterPlugin for NotDraining {
+///     fn filter(&self, _state: &CycleState, _pod: &Pod, node: &NodeInfo) -> Status {
+///         let draining = node
+///             .node()
+///             .and_then(|n| n.metadata.labels.as_ref())
+///             .is_some_and(|l| l.contains_key("example.com/draining"));
+///         if draining {
+///             Status::unschedulable("node is draining")
+///         } else {
+///             Status::success()
+///         }
+///     }
+/// }
+///
 /// let scheduler = Scheduler::builder()
-///     // .with_plugin("NetworkTraffic", ksched_networktraffic::new)
+///     .with_plugin("NotDraining", |_args, _handle| {
+///         Ok(Arc::new(NotDraining) as Arc<dyn Plugin>)
+///     })
 ///     .with_config_file("/etc/kubernetes/scheduler-config.yaml")
 ///     .build()
 ///     .await?;
