@@ -16,7 +16,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     task::{Context, Poll},
     time::Duration,
@@ -175,6 +175,19 @@ pub struct ConnectionStats {
     opened: AtomicU64,
     opened_h2: AtomicU64,
     open_h2: AtomicUsize,
+    /// Whether the latest connection negotiated HTTP/2.
+    last_h2: AtomicBool,
+}
+
+/// What [`InFlightLimit`] knows of the apiserver's protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// An HTTP/2 connection is up: requests are multiplexed, no cap.
+    Multiplexed,
+    /// The latest connection spoke HTTP/1.1: one connection per request in flight, capped.
+    Http1,
+    /// No connection yet, or the HTTP/2 one went away: one request at a time opens it.
+    Unknown,
 }
 
 impl ConnectionStats {
@@ -191,6 +204,16 @@ impl ConnectionStats {
     /// HTTP/2 connections open now.
     pub fn open_h2(&self) -> usize {
         self.open_h2.load(Ordering::Relaxed)
+    }
+
+    fn protocol(&self) -> Protocol {
+        if self.open_h2() > 0 {
+            Protocol::Multiplexed
+        } else if self.opened() > 0 && !self.last_h2.load(Ordering::Relaxed) {
+            Protocol::Http1
+        } else {
+            Protocol::Unknown
+        }
     }
 }
 
@@ -221,6 +244,7 @@ where
         Box::pin(async move {
             let io = connecting.await?;
             let h2 = io.connected().is_negotiated_h2();
+            stats.last_h2.store(h2, Ordering::Relaxed);
             stats.opened.fetch_add(1, Ordering::Relaxed);
             if h2 {
                 stats.opened_h2.fetch_add(1, Ordering::Relaxed);
@@ -474,10 +498,11 @@ where
 /// costing a handshake there and buffers here). Over HTTP/2 the cap is lifted: requests are
 /// multiplexed over one connection, at most as many at once as the apiserver allows streams
 /// per connection (`--http2-max-streams-per-connection`, 1000 by default), the rest waiting in
-/// the client for a stream, as client-go's do. The cap also bounds the connections opened
-/// while the first one is being made (each request that finds none starts its own; all but the
-/// first `h2` one are closed after their handshake: 78 for a cold burst of 256 requests against
-/// the test apiserver).
+/// the client for a stream, as client-go's do. While the protocol is not known — no connection
+/// yet, or the HTTP/2 one was lost — requests go one at a time until a connection is up:
+/// hyper's pool cannot tell before ALPN that the connection it is making will be shared, so
+/// each request that finds none would start its own handshake (78 of them for a cold burst of
+/// 256 requests against the test apiserver, all but one closed right after).
 pub const MAX_REQUESTS_IN_FLIGHT: usize = 128;
 
 /// Caps the requests in flight (watches and followed logs exempt); the others wait for a slot
@@ -486,6 +511,8 @@ pub const MAX_REQUESTS_IN_FLIGHT: usize = 128;
 #[derive(Clone, Debug)]
 pub struct InFlightLimitLayer {
     slots: Arc<tokio::sync::Semaphore>,
+    /// One permit: the request that opens the first connection while the protocol is unknown.
+    probe: Arc<tokio::sync::Semaphore>,
     h2: Option<Arc<ConnectionStats>>,
 }
 
@@ -495,11 +522,13 @@ impl InFlightLimitLayer {
     pub fn new(max: usize) -> Self {
         Self {
             slots: Arc::new(tokio::sync::Semaphore::new(max.max(1))),
+            probe: Arc::new(tokio::sync::Semaphore::new(1)),
             h2: None,
         }
     }
 
-    /// No cap while `stats` counts an open HTTP/2 connection.
+    /// No cap while `stats` counts an open HTTP/2 connection, and one request at a time while
+    /// no connection says which protocol the apiserver speaks.
     #[must_use]
     pub fn unless_h2(self, stats: Arc<ConnectionStats>) -> Self {
         Self {
@@ -515,6 +544,7 @@ impl<S> Layer<S> for InFlightLimitLayer {
         InFlightLimit {
             inner,
             slots: self.slots.clone(),
+            probe: self.probe.clone(),
             h2: self.h2.clone(),
         }
     }
@@ -525,7 +555,32 @@ impl<S> Layer<S> for InFlightLimitLayer {
 pub struct InFlightLimit<S> {
     inner: S,
     slots: Arc<tokio::sync::Semaphore>,
+    probe: Arc<tokio::sync::Semaphore>,
     h2: Option<Arc<ConnectionStats>>,
+}
+
+/// Waits until a request may be sent; the permit (if any) is held until its response.
+async fn admit(
+    slots: Arc<tokio::sync::Semaphore>,
+    probe: Arc<tokio::sync::Semaphore>,
+    stats: Option<Arc<ConnectionStats>>,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let Some(stats) = stats else {
+        return slots.acquire_owned().await.ok();
+    };
+    loop {
+        match stats.protocol() {
+            Protocol::Multiplexed => return None,
+            Protocol::Http1 => return slots.acquire_owned().await.ok(),
+            Protocol::Unknown => {
+                let permit = probe.clone().acquire_owned().await.ok()?;
+                // The previous probe's connection may have told us while we waited.
+                if stats.protocol() == Protocol::Unknown {
+                    return Some(permit);
+                }
+            }
+        }
+    }
 }
 
 impl<S, B> Service<axum::http::Request<B>> for InFlightLimit<S>
@@ -542,13 +597,13 @@ where
     }
 
     fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
-        let multiplexed = self.h2.as_ref().is_some_and(|s| s.open_h2() > 0);
-        let slots = (!multiplexed && !long_running(&req)).then(|| self.slots.clone());
+        let limits = (!long_running(&req))
+            .then(|| (self.slots.clone(), self.probe.clone(), self.h2.clone()));
         // The inner future sends nothing until it is polled.
         let fut = self.inner.call(req);
         Box::pin(async move {
-            let _slot = match slots {
-                Some(s) => s.acquire_owned().await.ok(),
+            let _permit = match limits {
+                Some((slots, probe, stats)) => admit(slots, probe, stats).await,
                 None => None,
             };
             fut.await
@@ -692,6 +747,42 @@ mod tests {
             assert!(!w.is_finished());
             w.abort();
         }
+    }
+
+    #[tokio::test]
+    async fn one_request_opens_the_connection_then_h2_lifts_the_cap() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let stats = Arc::new(ConnectionStats::default());
+        let (now, max) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (s, n, m) = (stats.clone(), now.clone(), max.clone());
+        let svc = service_fn(move |_: axum::http::Request<()>| {
+            let (s, n, m) = (s.clone(), n.clone(), m.clone());
+            async move {
+                let c = n.fetch_add(1, Ordering::SeqCst) + 1;
+                m.fetch_max(c, Ordering::SeqCst);
+                if s.opened() == 0 {
+                    // The first request's connection: a slow handshake that negotiates h2.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    s.last_h2.store(true, Ordering::Relaxed);
+                    s.opened.fetch_add(1, Ordering::Relaxed);
+                    s.open_h2.fetch_add(1, Ordering::Relaxed);
+                    assert_eq!(m.load(Ordering::SeqCst), 1, "others waited for the first");
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                n.fetch_sub(1, Ordering::SeqCst);
+                Ok::<_, Infallible>(())
+            }
+        });
+        let svc = InFlightLimitLayer::new(2).unless_h2(stats).layer(svc);
+        let req = || {
+            axum::http::Request::get("/api/v1/namespaces/a")
+                .body(())
+                .unwrap()
+        };
+        let calls = (0..10).map(|_| svc.clone().oneshot(req()));
+        futures::future::join_all(calls).await;
+        // After the first, the other nine ran at once on the shared connection.
+        assert_eq!(max.load(Ordering::SeqCst), 9);
     }
 
     #[tokio::test(start_paused = true)]
