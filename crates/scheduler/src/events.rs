@@ -34,7 +34,7 @@ use kube::{
     Api, Client, Resource,
     api::{Patch, PatchParams, PostParams},
 };
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// How long an event is remembered for series, and how long a series may go without a repeat
 /// before it is finished: client-go's `finishTime`.
@@ -63,7 +63,14 @@ struct Pending {
 /// An [`EventRecorder`] publishing to `events.k8s.io/v1` (see the module docs). `record` never
 /// blocks the scheduling loop: events queue in a bounded channel and a task publishes them.
 pub struct KubeEventRecorder {
-    tx: mpsc::Sender<Pending>,
+    tx: mpsc::Sender<Message>,
+}
+
+/// What the publishing task receives.
+enum Message {
+    Event(Box<Pending>),
+    /// Answer once everything queued before has been sent and answered.
+    Flush(oneshot::Sender<()>),
 }
 
 impl KubeEventRecorder {
@@ -73,7 +80,7 @@ impl KubeEventRecorder {
     /// `NewRecorder`); `host` defaults to `reporter`.
     #[must_use]
     pub fn start(client: Client, reporter: &str, host: Option<String>) -> Self {
-        let (tx, rx) = mpsc::channel::<Pending>(QUEUE);
+        let (tx, rx) = mpsc::channel::<Message>(QUEUE);
         let publisher = Publisher {
             client,
             controller: reporter.to_owned(),
@@ -84,6 +91,16 @@ impl KubeEventRecorder {
         };
         tokio::spawn(publisher.run(rx));
         Self { tx }
+    }
+
+    /// Waits until every event recorded so far has been published (its request answered or
+    /// failed). The scheduler calls it on a graceful shutdown, after the bindings in flight,
+    /// so the last `Scheduled` and `FailedScheduling` events are not lost with the process.
+    pub async fn flush(&self) {
+        let (done, flushed) = oneshot::channel();
+        if self.tx.send(Message::Flush(done)).await.is_ok() {
+            let _ = flushed.await;
+        }
     }
 }
 
@@ -102,7 +119,7 @@ impl EventRecorder for KubeEventRecorder {
             action: action.to_owned(),
             note: truncate(note, MAX_NOTE_BYTES).to_owned(),
         };
-        if self.tx.try_send(pending).is_err() {
+        if self.tx.try_send(Message::Event(Box::new(pending))).is_err() {
             tracing::warn!(reason, "event queue full, dropping event");
         }
     }
@@ -134,7 +151,7 @@ struct Publisher {
 }
 
 impl Publisher {
-    async fn run(mut self, mut rx: mpsc::Receiver<Pending>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Message>) {
         let mut finish = tokio::time::interval(FINISH_AFTER);
         let mut refresh = tokio::time::interval(REFRESH_EVERY);
         // Both fire at once first; nothing to do then.
@@ -142,8 +159,16 @@ impl Publisher {
         refresh.tick().await;
         loop {
             tokio::select! {
-                p = rx.recv() => match p {
-                    Some(p) => self.publish(p).await,
+                m = rx.recv() => match m {
+                    Some(Message::Event(p)) => self.publish(*p).await,
+                    Some(Message::Flush(done)) => {
+                        // Every request holds a slot until answered: all slots free, all sent.
+                        let all = u32::try_from(CONCURRENT_REQUESTS).unwrap_or(u32::MAX);
+                        if let Ok(slots) = self.slots.acquire_many(all).await {
+                            drop(slots);
+                        }
+                        let _ = done.send(());
+                    }
                     None => return,
                 },
                 _ = finish.tick() => self.finish_series().await,
@@ -459,6 +484,26 @@ mod tests {
         assert_eq!(finished.len(), 1);
         assert_eq!(finished[0].2["series"]["count"], 4);
         assert!(p.series.is_empty());
+    }
+
+    #[tokio::test]
+    async fn flush_returns_once_every_recorded_event_is_published() {
+        let (client, seen) = recording_client();
+        let recorder = KubeEventRecorder::start(client, "ksched", Some("host".into()));
+        for i in 0..100 {
+            let pod = Pod {
+                metadata: ObjectMeta {
+                    name: Some(format!("p{i}")),
+                    namespace: Some("ns".into()),
+                    ..ObjectMeta::default()
+                },
+                ..Pod::default()
+            };
+            recorder.record(&pod, EventType::Normal, "Scheduled", "Binding", "bound");
+        }
+        recorder.flush().await;
+        // Nothing waited for: the 100 requests were all answered before flush returned.
+        assert_eq!(seen.lock().len(), 100);
     }
 
     #[test]

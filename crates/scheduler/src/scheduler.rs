@@ -227,13 +227,18 @@ impl SchedulerBuilder {
             }
         };
         let identity = self.identity.take().unwrap_or_else(default_identity);
-        let recorder: Arc<dyn EventRecorder> = match self.recorder.take() {
-            Some(r) => r,
-            None => Arc::new(KubeEventRecorder::start(
-                client.clone(),
-                "ksched",
-                Some(hostname()),
-            )),
+        // Our own publisher is kept to be flushed at shutdown; a recorder given to the builder
+        // is the caller's to flush.
+        let (recorder, events): (Arc<dyn EventRecorder>, _) = match self.recorder.take() {
+            Some(r) => (r, None),
+            None => {
+                let events = Arc::new(KubeEventRecorder::start(
+                    client.clone(),
+                    "ksched",
+                    Some(hostname()),
+                ));
+                (events.clone(), Some(events))
+            }
         };
         let inner = self.assemble(&config, Some(client), recorder)?;
         Ok(Scheduler {
@@ -243,6 +248,7 @@ impl SchedulerBuilder {
             identity,
             health: Arc::new(Health::default()),
             metric_hooks: std::mem::take(&mut self.metric_hooks),
+            events,
         })
     }
 
@@ -404,6 +410,8 @@ pub struct Scheduler {
     identity: String,
     health: Arc<Health>,
     metric_hooks: Vec<MetricsHook>,
+    /// The events publisher to flush at shutdown, when it is ours.
+    events: Option<Arc<KubeEventRecorder>>,
 }
 
 /// Exports the queue's counters at scrape time.
@@ -528,6 +536,14 @@ impl Scheduler {
                     }
                 };
                 tokio::join!(release, drain(&inner));
+                // The bindings' and failures' last events, then the process may go.
+                if let Some(events) = &self.events
+                    && tokio::time::timeout(EVENTS_DRAIN_TIMEOUT, events.flush())
+                        .await
+                        .is_err()
+                {
+                    tracing::warn!("events not published after {EVENTS_DRAIN_TIMEOUT:?}; dropped");
+                }
             }
             (Err(_), Some(e)) => {
                 // The Lease is someone else's now (or unreachable): never release it, and do
@@ -620,6 +636,8 @@ impl Scheduler {
 const HTTP_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long status updates (`PodScheduled=False`) get after the bindings have drained.
 const STATUS_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the events recorded before shutdown get to be published after that.
+const EVENTS_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Lets the bindings in flight finish for up to [`BINDING_DRAIN_TIMEOUT`], then the status
 /// updates for up to [`STATUS_DRAIN_TIMEOUT`]. What is still running after that is cancelled
