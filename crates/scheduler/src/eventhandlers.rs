@@ -12,7 +12,7 @@ use std::{
 };
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, Node, Pod};
 use ksched_cache::Cache;
 use ksched_framework::{
     ActionType, ClusterEvent, ClusterObject, EventResource, Framework, events::well_known, pod_key,
@@ -283,11 +283,13 @@ impl Synced {
     }
 }
 
-/// Starts the pod and node informers; they run until `shutdown`.
+/// Starts the pod and node informers; they run until `shutdown`. With `trim_assigned`, the pod
+/// informer also applies [`trim_assigned_pod`] to pods bound to a node (see there).
 pub fn start(
     client: Client,
     handlers: Handlers,
     shutdown: CancellationToken,
+    trim_assigned: bool,
 ) -> (Synced, Vec<tokio::task::JoinHandle<()>>) {
     let (pods_tx, pods_rx) = watch::channel(false);
     let (nodes_tx, nodes_rx) = watch::channel(false);
@@ -302,6 +304,7 @@ pub fn start(
         pods_tx,
         shutdown.clone(),
         "pods",
+        move |pod: &mut Pod| trim_pod(pod, trim_assigned),
         move |old, new| h.on_pod(old, new),
         {
             let h = handlers.clone();
@@ -314,6 +317,7 @@ pub fn start(
         nodes_tx,
         shutdown,
         "nodes",
+        trim::<Node>,
         move |old: Option<Arc<Node>>, new: Arc<Node>| match old {
             None => h.add_node_to_cache(&new),
             Some(old) => h.update_node_in_cache(&old, &new),
@@ -339,6 +343,163 @@ pub fn trim<K: kube::Resource>(obj: &mut K) {
     obj.meta_mut().managed_fields = None;
 }
 
+/// The pod informer's transform: [`trim`], then [`trim_assigned_pod`] for a pod bound to a
+/// node when `trim_assigned`, then [`shrink_pod`].
+fn trim_pod(pod: &mut Pod, trim_assigned: bool) {
+    trim(pod);
+    if trim_assigned && node_name(pod).is_some() {
+        trim_assigned_pod(pod);
+    }
+    shrink_pod(pod);
+}
+
+/// The annotation `kubectl apply` keeps a copy of the whole object in (often the largest
+/// annotation a pod has).
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// The only pod conditions the scheduler reads of a bound pod: `PodResizePending` (an infeasible
+/// resize: the node keeps counting the allocated requests) and `DisruptionTarget` (a victim
+/// already being evicted by preemption).
+const ASSIGNED_POD_CONDITIONS: [&str; 2] = ["PodResizePending", "DisruptionTarget"];
+
+/// What the pod informer drops, beyond [`trim`], from a pod bound to a node — a **deviation
+/// from upstream**, whose informer keeps whole pods. Bound pods are most of what the scheduler
+/// holds (every running pod of the cluster, for as long as it runs), and they are read only as
+/// the existing pods a new pod is placed among: their labels, namespace, owner, priority and
+/// affinity, their containers' requests and ports, their resize status, volumes that are claims,
+/// start time and deletion. Dropped, because no plugin of the default profile, NetworkTraffic,
+/// the queue or the cache reads them of a bound pod:
+///
+/// - the `kubectl.kubernetes.io/last-applied-configuration` annotation (other annotations stay:
+///   NetworkTraffic reads its own);
+/// - `spec.tolerations` (only the pod being scheduled is matched against taints),
+///   `dnsConfig`, `dnsPolicy`, `hostAliases`, `imagePullSecrets`, `readinessGates`,
+///   `securityContext`;
+/// - `spec.volumes` that are `configMap`, `secret`, `projected`, `downwardAPI` or `emptyDir`
+///   (volume plugins read claims, ephemeral volumes and cloud disks);
+/// - per container (regular, init): `resources.limits` (scheduling reads requests), `args`,
+///   `command`, `env`, `envFrom`, `imagePullPolicy`, `lifecycle`, the three probes,
+///   `securityContext`, `terminationMessagePath`/`Policy`, `volumeMounts`, `volumeDevices`,
+///   `workingDir`;
+/// - in the status: conditions other than `PodResizePending` and `DisruptionTarget`, `hostIP(s)`,
+///   `podIP(s)`, `message`, `reason`, `qosClass`, ephemeral container statuses, and of each
+///   container status everything but its name and resources (allocated and actual).
+///
+/// A custom plugin that reads any of these from the existing pods of a node turns it off:
+/// `SchedulerBuilder::with_assigned_pod_trim(false)` (the binary's
+/// `--keep-assigned-pod-fields`). Pods not yet bound, which plugins read in full, are never
+/// trimmed; nothing writes a pod back from these copies (status changes are patches).
+pub fn trim_assigned_pod(pod: &mut Pod) {
+    if let Some(a) = pod.metadata.annotations.as_mut() {
+        a.remove(LAST_APPLIED);
+    }
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.tolerations = None;
+        spec.dns_config = None;
+        spec.dns_policy = None;
+        spec.host_aliases = None;
+        spec.image_pull_secrets = None;
+        spec.readiness_gates = None;
+        spec.security_context = None;
+        if let Some(volumes) = spec.volumes.as_mut() {
+            volumes.retain(|v| {
+                v.config_map.is_none()
+                    && v.secret.is_none()
+                    && v.projected.is_none()
+                    && v.downward_api.is_none()
+                    && v.empty_dir.is_none()
+            });
+        }
+        for c in spec
+            .containers
+            .iter_mut()
+            .chain(spec.init_containers.iter_mut().flatten())
+        {
+            if let Some(r) = c.resources.as_mut() {
+                r.limits = None;
+            }
+            c.args = None;
+            c.command = None;
+            c.env = None;
+            c.env_from = None;
+            c.image_pull_policy = None;
+            c.lifecycle = None;
+            c.liveness_probe = None;
+            c.readiness_probe = None;
+            c.startup_probe = None;
+            c.security_context = None;
+            c.termination_message_path = None;
+            c.termination_message_policy = None;
+            c.volume_mounts = None;
+            c.volume_devices = None;
+            c.working_dir = None;
+        }
+    }
+    if let Some(status) = pod.status.as_mut() {
+        if let Some(conditions) = status.conditions.as_mut() {
+            conditions.retain(|c| ASSIGNED_POD_CONDITIONS.contains(&c.type_.as_str()));
+        }
+        status.host_ip = None;
+        status.host_ips = None;
+        status.pod_ip = None;
+        status.pod_ips = None;
+        status.message = None;
+        status.reason = None;
+        status.qos_class = None;
+        status.ephemeral_container_statuses = None;
+        for cs in status
+            .container_statuses
+            .iter_mut()
+            .flatten()
+            .chain(status.init_container_statuses.iter_mut().flatten())
+        {
+            *cs = ContainerStatus {
+                name: std::mem::take(&mut cs.name),
+                allocated_resources: cs.allocated_resources.take(),
+                resources: cs.resources.take(),
+                ..ContainerStatus::default()
+            };
+        }
+    }
+}
+
+/// Gives back the spare capacity of the pod's lists: serde grows a list to 4 elements on the
+/// first push, so one status condition held 640 bytes and two tolerations 448. Only memory
+/// changes, never content.
+pub fn shrink_pod(pod: &mut Pod) {
+    fn shrink<T>(v: &mut Option<Vec<T>>) {
+        if let Some(v) = v.as_mut() {
+            v.shrink_to_fit();
+        }
+    }
+    let meta = &mut pod.metadata;
+    shrink(&mut meta.owner_references);
+    shrink(&mut meta.finalizers);
+    if let Some(spec) = pod.spec.as_mut() {
+        shrink(&mut spec.tolerations);
+        shrink(&mut spec.volumes);
+        shrink(&mut spec.topology_spread_constraints);
+        shrink(&mut spec.scheduling_gates);
+        shrink(&mut spec.resource_claims);
+        spec.containers.shrink_to_fit();
+        shrink(&mut spec.init_containers);
+        for c in spec
+            .containers
+            .iter_mut()
+            .chain(spec.init_containers.iter_mut().flatten())
+        {
+            shrink(&mut c.ports);
+            shrink(&mut c.env);
+            shrink(&mut c.volume_mounts);
+        }
+    }
+    if let Some(status) = pod.status.as_mut() {
+        shrink(&mut status.conditions);
+        shrink(&mut status.container_statuses);
+        shrink(&mut status.init_container_statuses);
+    }
+}
+
 /// First retry delay after a failed list or watch; it doubles per failure up to
 /// [`WATCH_BACKOFF_MAX`] and resets once objects flow again (client-go's reflector: 0.8 s to
 /// 30 s).
@@ -351,6 +512,7 @@ async fn run_watch<K, S>(
     synced: watch::Sender<bool>,
     shutdown: CancellationToken,
     what: &'static str,
+    transform: impl Fn(&mut K),
     on_apply: impl Fn(Option<Arc<K>>, Arc<K>),
     on_delete: impl Fn(&Arc<K>),
 ) where
@@ -411,7 +573,7 @@ async fn run_watch<K, S>(
         match ev {
             watcher::Event::Init => relisting = Some(HashSet::new()),
             watcher::Event::InitApply(mut obj) | watcher::Event::Apply(mut obj) => {
-                trim(&mut obj);
+                transform(&mut obj);
                 let k = key(&obj);
                 if let Some(seen) = relisting.as_mut() {
                     seen.insert(k.clone());
@@ -423,7 +585,7 @@ async fn run_watch<K, S>(
             watcher::Event::Delete(mut obj) => {
                 let k = key(&obj);
                 let last = known.remove(&k).unwrap_or_else(|| {
-                    trim(&mut obj);
+                    transform(&mut obj);
                     Arc::new(obj)
                 });
                 on_delete(&last);
@@ -484,5 +646,209 @@ mod tests {
                 ..meta
             }
         );
+    }
+
+    /// A pod with something in every field `trim_assigned_pod` drops or must keep.
+    fn full_pod(node: Option<&str>) -> Pod {
+        use std::collections::BTreeMap;
+
+        use k8s_openapi::{
+            api::core::v1::{
+                Affinity, ConfigMapVolumeSource, Container, ContainerPort, EnvVar,
+                PersistentVolumeClaimVolumeSource, PodCondition, PodSpec, PodStatus, Probe,
+                ResourceRequirements, Toleration, Volume,
+            },
+            apimachinery::pkg::api::resource::Quantity,
+        };
+        let q = |pairs: &[(&str, &str)]| -> BTreeMap<String, Quantity> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), Quantity((*v).to_owned())))
+                .collect()
+        };
+        let container = |name: &str| Container {
+            name: name.into(),
+            image: Some("app:1".into()),
+            ports: Some(vec![ContainerPort {
+                container_port: 80,
+                host_port: Some(8080),
+                ..ContainerPort::default()
+            }]),
+            resources: Some(ResourceRequirements {
+                requests: Some(q(&[("cpu", "100m"), ("memory", "64Mi")])),
+                limits: Some(q(&[("cpu", "200m"), ("memory", "64Mi")])),
+                ..ResourceRequirements::default()
+            }),
+            env: Some(vec![EnvVar {
+                name: "A".into(),
+                value: Some("b".into()),
+                ..EnvVar::default()
+            }]),
+            command: Some(vec!["/app".into()]),
+            liveness_probe: Some(Probe::default()),
+            termination_message_path: Some("/dev/termination-log".into()),
+            ..Container::default()
+        };
+        let condition = |type_: &str| PodCondition {
+            type_: type_.into(),
+            status: "True".into(),
+            ..PodCondition::default()
+        };
+        Pod {
+            metadata: ObjectMeta {
+                name: Some("p".into()),
+                namespace: Some("ns".into()),
+                labels: Some([("app".to_owned(), "a".to_owned())].into()),
+                annotations: Some(
+                    [
+                        ("keep".to_owned(), "v".to_owned()),
+                        (LAST_APPLIED.to_owned(), "{...}".to_owned()),
+                    ]
+                    .into(),
+                ),
+                ..ObjectMeta::default()
+            },
+            spec: Some(PodSpec {
+                node_name: node.map(str::to_owned),
+                priority: Some(7),
+                affinity: Some(Affinity::default()),
+                containers: vec![container("app")],
+                init_containers: Some(vec![container("init")]),
+                tolerations: Some(vec![Toleration {
+                    key: Some("k".into()),
+                    operator: Some("Exists".into()),
+                    ..Toleration::default()
+                }]),
+                dns_policy: Some("ClusterFirst".into()),
+                volumes: Some(vec![
+                    Volume {
+                        name: "data".into(),
+                        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                            claim_name: "pvc".into(),
+                            read_only: None,
+                        }),
+                        ..Volume::default()
+                    },
+                    Volume {
+                        name: "config".into(),
+                        config_map: Some(ConfigMapVolumeSource::default()),
+                        ..Volume::default()
+                    },
+                ]),
+                ..PodSpec::default()
+            }),
+            status: Some(PodStatus {
+                phase: Some("Running".into()),
+                conditions: Some(vec![
+                    condition("PodScheduled"),
+                    condition("Ready"),
+                    condition("DisruptionTarget"),
+                    condition("PodResizePending"),
+                ]),
+                container_statuses: Some(vec![ContainerStatus {
+                    name: "app".into(),
+                    image: "app:1".into(),
+                    image_id: "sha256:abc".into(),
+                    allocated_resources: Some(q(&[("cpu", "300m")])),
+                    ..ContainerStatus::default()
+                }]),
+                pod_ip: Some("10.0.0.1".into()),
+                qos_class: Some("Burstable".into()),
+                ..PodStatus::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn pods_not_bound_are_kept_whole() {
+        let original = full_pod(None);
+        let mut pod = original.clone();
+        trim_pod(&mut pod, true);
+        assert_eq!(pod, original);
+    }
+
+    #[test]
+    fn bound_pods_are_kept_whole_when_trimming_is_off() {
+        let original = full_pod(Some("n1"));
+        let mut pod = original.clone();
+        trim_pod(&mut pod, false);
+        assert_eq!(pod, original);
+    }
+
+    #[test]
+    fn bound_pods_lose_what_no_plugin_reads_and_keep_what_they_do() {
+        use ksched_framework::resource::PodResource;
+
+        let original = full_pod(Some("n1"));
+        let mut pod = original.clone();
+        trim_pod(&mut pod, true);
+        // What the cache, the plugins and the queue read of a bound pod is unchanged…
+        assert_eq!(PodResource::of_pod(&pod), PodResource::of_pod(&original));
+        assert_eq!(pod.metadata.labels, original.metadata.labels);
+        assert_eq!(
+            pod.metadata.annotations,
+            Some([("keep".to_owned(), "v".to_owned())].into())
+        );
+        let (spec, was) = (pod.spec.as_ref().unwrap(), original.spec.as_ref().unwrap());
+        assert_eq!(spec.priority, was.priority);
+        assert_eq!(spec.affinity, was.affinity);
+        assert_eq!(spec.node_name, was.node_name);
+        assert_eq!(spec.containers[0].ports, was.containers[0].ports);
+        assert_eq!(spec.containers[0].image, was.containers[0].image);
+        let volumes: Vec<&str> = spec
+            .volumes
+            .iter()
+            .flatten()
+            .map(|v| v.name.as_str())
+            .collect();
+        assert_eq!(volumes, ["data"]);
+        let status = pod.status.as_ref().unwrap();
+        assert_eq!(status.phase.as_deref(), Some("Running"));
+        let conditions: Vec<&str> = status
+            .conditions
+            .iter()
+            .flatten()
+            .map(|c| c.type_.as_str())
+            .collect();
+        assert_eq!(conditions, ["DisruptionTarget", "PodResizePending"]);
+        let cs = &status.container_statuses.as_ref().unwrap()[0];
+        assert_eq!(cs.name, "app");
+        assert!(cs.allocated_resources.is_some());
+        assert!(cs.image.is_empty() && cs.image_id.is_empty());
+        // …and the rest is gone.
+        assert_eq!(spec.tolerations, None);
+        assert_eq!(spec.dns_policy, None);
+        for c in spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+        {
+            assert_eq!(c.resources.as_ref().unwrap().limits, None);
+            assert_eq!((&c.env, &c.command), (&None, &None));
+            assert_eq!(c.liveness_probe, None);
+            assert_eq!(c.termination_message_path, None);
+        }
+        assert_eq!((&status.pod_ip, &status.qos_class), (&None, &None));
+    }
+
+    #[test]
+    fn shrinking_gives_back_spare_capacity() {
+        let mut pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {
+                "containers": [{"name": "c", "ports": [{"containerPort": 80}]}],
+                "tolerations": [{"key": "a", "operator": "Exists"}, {"key": "b", "operator": "Exists"}],
+            },
+            "status": {"conditions": [{"type": "PodScheduled", "status": "False"}]},
+        }))
+        .unwrap();
+        let original = pod.clone();
+        trim_pod(&mut pod, true);
+        assert_eq!(pod, original);
+        let spec = pod.spec.as_ref().unwrap();
+        assert_eq!(spec.tolerations.as_ref().unwrap().capacity(), 2);
+        assert_eq!(spec.containers[0].ports.as_ref().unwrap().capacity(), 1);
+        let conditions = pod.status.as_ref().unwrap().conditions.as_ref().unwrap();
+        assert_eq!(conditions.capacity(), 1);
     }
 }

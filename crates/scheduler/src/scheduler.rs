@@ -115,6 +115,7 @@ pub struct SchedulerBuilder {
     recorder: Option<Arc<dyn EventRecorder>>,
     clock: Option<Arc<dyn ksched_queue::Clock>>,
     metric_hooks: Vec<MetricsHook>,
+    trim_assigned_pods: bool,
 }
 
 impl SchedulerBuilder {
@@ -131,6 +132,7 @@ impl SchedulerBuilder {
             recorder: None,
             clock: None,
             metric_hooks: Vec::new(),
+            trim_assigned_pods: true,
         }
     }
 
@@ -205,6 +207,17 @@ impl SchedulerBuilder {
         self
     }
 
+    /// Whether the pod informer drops, from pods bound to a node, the fields no in-tree plugin
+    /// reads of them (default `true`, a deviation from upstream that saves memory; see
+    /// [`crate::eventhandlers::trim_assigned_pod`] for the list). `false` keeps bound pods
+    /// whole but for `managedFields`, as upstream: for custom plugins that read, e.g., the
+    /// tolerations or environment of a node's existing pods.
+    #[must_use]
+    pub fn with_assigned_pod_trim(mut self, enabled: bool) -> Self {
+        self.trim_assigned_pods = enabled;
+        self
+    }
+
     /// Records events with this recorder instead of the events API.
     #[must_use]
     pub fn with_event_recorder(mut self, recorder: Arc<dyn EventRecorder>) -> Self {
@@ -249,6 +262,7 @@ impl SchedulerBuilder {
             health: Arc::new(Health::default()),
             metric_hooks: std::mem::take(&mut self.metric_hooks),
             events,
+            trim_assigned_pods: self.trim_assigned_pods,
         })
     }
 
@@ -412,6 +426,8 @@ pub struct Scheduler {
     metric_hooks: Vec<MetricsHook>,
     /// The events publisher to flush at shutdown, when it is ours.
     events: Option<Arc<KubeEventRecorder>>,
+    /// [`SchedulerBuilder::with_assigned_pod_trim`].
+    trim_assigned_pods: bool,
 }
 
 /// Exports the queue's counters at scrape time.
@@ -515,7 +531,12 @@ impl Scheduler {
             profiles: inner.profiles.clone(),
             pods: inner.pods.clone(),
         };
-        let (mut synced, informers) = eventhandlers::start(client.clone(), handlers, stop.clone());
+        let (mut synced, informers) = eventhandlers::start(
+            client.clone(),
+            handlers,
+            stop.clone(),
+            self.trim_assigned_pods,
+        );
         let flushes = inner.queue.run();
         let cache_metrics = spawn_cache_metrics(inner.clone(), stop.clone());
 

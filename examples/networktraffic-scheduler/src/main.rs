@@ -62,6 +62,11 @@ struct Args {
     /// Logs as JSON lines.
     #[arg(long)]
     json_logs: bool,
+    /// Keep pods bound to a node whole (but for managedFields), as upstream does. By default
+    /// the informer drops the fields no scheduling code reads of them, to save memory
+    /// (docs/configuration.md, "Memory: what the informer keeps").
+    #[arg(long)]
+    keep_assigned_pod_fields: bool,
 }
 
 /// kube's HTTP trace layer: an ERROR line for every failed request, hundreds per apiserver
@@ -112,7 +117,8 @@ async fn run(args: Args) -> Result<(), Error> {
     let mut builder = Scheduler::builder()
         .with_plugin(ksched_networktraffic::NAME, ksched_networktraffic::new)
         .with_metrics(ksched_networktraffic::register_metrics)
-        .with_bind_address(args.bind_address);
+        .with_bind_address(args.bind_address)
+        .with_assigned_pod_trim(!args.keep_assigned_pod_fields);
     if let Some(c) = &args.config {
         builder = builder.with_config_file(c);
     }
