@@ -174,6 +174,28 @@ pub trait PreFilterExtensions: Send + Sync {
 pub trait FilterPlugin: Plugin {
     /// Success, or a rejection (Unschedulable / UnschedulableAndUnresolvable) with a reason.
     fn filter(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Status;
+
+    /// [`FilterPlugin::filter`] of a run of nodes: pushes `(i, status)` onto `rejected` for
+    /// each `nodes[i]` whose status is not Success (in increasing `i`), nothing for the nodes
+    /// that pass. The framework calls it per chunk of a cycle's nodes, plugin by plugin, with
+    /// only the nodes every earlier Filter plugin passed (nodes with nominated pods go through
+    /// `filter` one by one). The default calls `filter` per node; plugins override it to do
+    /// per-cycle work — reading their [`CycleState`] entry, say — once per chunk instead of
+    /// once per node. It must give the statuses `filter` gives.
+    fn filter_nodes(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        nodes: &[&NodeInfo],
+        rejected: &mut Vec<(usize, Status)>,
+    ) {
+        for (i, node) in nodes.iter().enumerate() {
+            let s = self.filter(state, pod, node);
+            if !s.is_success() {
+                rejected.push((i, s));
+            }
+        }
+    }
 }
 
 /// Runs when no node passed Filter (preemption).

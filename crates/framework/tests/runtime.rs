@@ -224,6 +224,108 @@ async fn parallel_filter_matches_sequential() {
     );
 }
 
+/// Nodes n1 … n1000.
+fn thousand_nodes() -> Arc<Snapshot> {
+    let nodes: Vec<NodeInfo> = (1..=1000).map(|i| common::node(&format!("n{i}"))).collect();
+    Arc::new(Snapshot::from_node_infos(nodes))
+}
+
+/// One Filter pass of a plain pod over `snapshot`: the feasible nodes and the diagnosis.
+fn filter_once(
+    fw: &Framework,
+    snapshot: &Snapshot,
+) -> (Vec<Arc<NodeInfo>>, ksched_framework::runtime::Diagnosis) {
+    let mut d = ksched_framework::runtime::Diagnosis::default();
+    let feasible = fw
+        .find_nodes_that_pass_filters(
+            &CycleState::new(),
+            &common::pod("p"),
+            &mut d,
+            snapshot.list(),
+            snapshot.len(),
+        )
+        .unwrap();
+    (feasible, d)
+}
+
+/// Rejects nodes divisible by 5 through its own `filter_nodes`, reporting them last first and
+/// each twice (the runtime keeps the first status per node and does not rely on the order).
+struct Fives;
+impl Plugin for Fives {
+    fn name(&self) -> &str {
+        "Fives"
+    }
+    fn as_filter(&self) -> Option<&dyn FilterPlugin> {
+        Some(self)
+    }
+}
+impl FilterPlugin for Fives {
+    fn filter(&self, _: &CycleState, _: &Pod, node: &NodeInfo) -> Status {
+        if num(node).is_multiple_of(5) {
+            Status::unschedulable("node(s) divisible by five")
+        } else {
+            Status::success()
+        }
+    }
+    fn filter_nodes(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        nodes: &[&NodeInfo],
+        rejected: &mut Vec<(usize, Status)>,
+    ) {
+        for (i, node) in nodes.iter().enumerate().rev() {
+            let s = self.filter(state, pod, node);
+            if !s.is_success() {
+                rejected.push((i, s.clone()));
+                rejected.push((i, Status::unschedulable("reported twice")));
+            }
+        }
+    }
+}
+
+/// Filter chunk by chunk, plugin by plugin: a node's status is its first rejecting plugin's,
+/// and an early stop still evaluates exactly a prefix of the rotation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_filter_keeps_first_rejection_and_prefix() {
+    let mut reg = picky_registry();
+    reg.register("Fives", |_: &PluginArgs, _: &Arc<Handle>| {
+        Ok(Arc::new(Fives) as Arc<dyn Plugin>)
+    })
+    .unwrap();
+    let fw = framework(
+        "profiles:\n- plugins:\n    multiPoint:\n      enabled: [{name: Picky}, {name: Fives}]\n",
+        &reg,
+    );
+    let snapshot = thousand_nodes();
+    let (feasible, d) = filter_once(&fw, &snapshot);
+    assert_eq!(feasible.len(), 420, "42 % of 1000 nodes");
+    let ok = |n: u64| !(n.is_multiple_of(3) || n.is_multiple_of(5) || n.is_multiple_of(7));
+    let nums: Vec<u64> = feasible.iter().map(|n| num(n)).collect();
+    assert!(nums.iter().all(|&n| ok(n)));
+    // The first cycle starts at n1: the 420 first feasible nodes, and the rejections before
+    // the 421st (where a sequential scan stops), no more.
+    let last = *nums.iter().max().unwrap();
+    assert_eq!(nums, (1..=last).filter(|&n| ok(n)).collect::<Vec<_>>());
+    let stop = (last + 1..).find(|&n| ok(n)).unwrap();
+    assert_eq!(
+        d.node_to_status.len() + 420,
+        usize::try_from(stop - 1).unwrap()
+    );
+    for (node, plugin, reason) in [
+        ("n15", "Picky", "node(s) divisible by three"),
+        ("n35", "Picky", "node(s) divisible by seven"),
+        ("n10", "Fives", "node(s) divisible by five"),
+    ] {
+        let s = d.node_to_status.get(node);
+        assert_eq!(
+            (s.plugin(), s.reasons()),
+            (Some(plugin), &[reason.to_owned()][..])
+        );
+    }
+    assert!(d.unschedulable_plugins.contains("Fives"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adaptive_search_stops_early_and_rotates() {
     let reg = picky_registry();
@@ -231,19 +333,10 @@ async fn adaptive_search_stops_early_and_rotates() {
         "profiles:\n- plugins:\n    multiPoint:\n      enabled: [{name: Picky}]\n",
         &reg,
     );
-    let nodes: Vec<NodeInfo> = (1..=1000).map(|i| common::node(&format!("n{i}"))).collect();
-    let snapshot = Arc::new(Snapshot::from_node_infos(nodes));
-    let pod = common::pod("p");
-    let state = CycleState::new();
-    let mut d = ksched_framework::runtime::Diagnosis::default();
-    let first = fw
-        .find_nodes_that_pass_filters(&state, &pod, &mut d, snapshot.list(), 1000)
-        .unwrap();
+    let snapshot = thousand_nodes();
+    let (first, _) = filter_once(&fw, &snapshot);
     assert_eq!(first.len(), 420, "42 % of 1000 nodes");
-    let mut d2 = ksched_framework::runtime::Diagnosis::default();
-    let second = fw
-        .find_nodes_that_pass_filters(&state, &pod, &mut d2, snapshot.list(), 1000)
-        .unwrap();
+    let (second, _) = filter_once(&fw, &snapshot);
     assert_ne!(
         first[0].node_name(),
         second[0].node_name(),

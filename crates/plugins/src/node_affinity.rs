@@ -180,24 +180,48 @@ impl PreFilterPlugin for NodeAffinity {
     }
 }
 
-impl FilterPlugin for NodeAffinity {
-    fn filter(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Status {
+impl NodeAffinity {
+    fn filter_with(&self, required: &RequiredNodeAffinity, node: &NodeInfo) -> Status {
         let Some(n) = node.node() else {
             return Status::unresolvable("node not found");
         };
         if !self.enforced(n) {
             return Status::unresolvable(ERR_REASON_ENFORCED);
         }
-        let matched = match state.read::<Arc<RequiredNodeAffinity>>(PRE_FILTER_KEY) {
-            Ok(r) => r.matches(n),
-            // PreFilter disabled: compute here.
-            Err(_) => RequiredNodeAffinity::of_pod(pod).matches(n),
-        };
-        if matched {
+        if required.matches(n) {
             Status::success()
         } else {
             Status::unresolvable(ERR_REASON_POD)
         }
+    }
+}
+
+impl FilterPlugin for NodeAffinity {
+    fn filter(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Status {
+        match state.read::<Arc<RequiredNodeAffinity>>(PRE_FILTER_KEY) {
+            Ok(r) => self.filter_with(r, node),
+            // PreFilter disabled: compute here.
+            Err(_) => self.filter_with(&RequiredNodeAffinity::of_pod(pod), node),
+        }
+    }
+
+    /// [`FilterPlugin::filter`] with the PreFilter state read (or computed) once per chunk.
+    fn filter_nodes(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        nodes: &[&NodeInfo],
+        rejected: &mut Vec<(usize, Status)>,
+    ) {
+        let computed;
+        let required = match state.read::<Arc<RequiredNodeAffinity>>(PRE_FILTER_KEY) {
+            Ok(r) => &**r,
+            Err(_) => {
+                computed = RequiredNodeAffinity::of_pod(pod);
+                &computed
+            }
+        };
+        crate::helper::filter_each(nodes, rejected, |n| self.filter_with(required, n));
     }
 }
 

@@ -86,17 +86,39 @@ impl PreFilterPlugin for NodePorts {
     }
 }
 
+fn conflict_status(conflict: bool) -> Status {
+    if conflict {
+        Status::unschedulable(ERR_REASON)
+    } else {
+        Status::success()
+    }
+}
+
 impl FilterPlugin for NodePorts {
     fn filter(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Status {
-        let conflict = match state.read::<WantedPorts>(PRE_FILTER_KEY) {
+        conflict_status(match state.read::<WantedPorts>(PRE_FILTER_KEY) {
             Ok(p) => conflicts(p, node),
             Err(_) => conflicts(&wanted_ports(pod), node),
+        })
+    }
+
+    /// [`FilterPlugin::filter`] with the PreFilter state read (or computed) once per chunk.
+    fn filter_nodes(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        nodes: &[&NodeInfo],
+        rejected: &mut Vec<(usize, Status)>,
+    ) {
+        let computed;
+        let wanted: &[(String, String, i32)] = match state.read::<WantedPorts>(PRE_FILTER_KEY) {
+            Ok(p) => p,
+            Err(_) => {
+                computed = wanted_ports(pod);
+                &computed
+            }
         };
-        if conflict {
-            Status::unschedulable(ERR_REASON)
-        } else {
-            Status::success()
-        }
+        crate::helper::filter_each(nodes, rejected, |n| conflict_status(conflicts(wanted, n)));
     }
 }
 

@@ -331,19 +331,20 @@ impl PreFilterPlugin for NodeResourcesFit {
     }
 }
 
-impl FilterPlugin for NodeResourcesFit {
-    fn filter(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Status {
-        let computed;
-        let req: &Resource = match state.read::<Arc<Resource>>(PRE_FILTER_KEY) {
-            Ok(r) => r,
+impl NodeResourcesFit {
+    /// Runs `f` with the pod's requests: PreFilter's, or computed here when PreFilter did not
+    /// run. An unparsable request is the status of every node.
+    fn with_requests(state: &CycleState, pod: &Pod, f: impl FnOnce(Result<&Resource, Status>)) {
+        match state.read::<Arc<Resource>>(PRE_FILTER_KEY) {
+            Ok(r) => f(Ok(r)),
             Err(_) => match pod_requests(pod) {
-                Ok(r) => {
-                    computed = r;
-                    &computed
-                }
-                Err(s) => return s,
+                Ok(r) => f(Ok(&r)),
+                Err(s) => f(Err(s)),
             },
-        };
+        }
+    }
+
+    fn filter_with(&self, req: &Resource, node: &NodeInfo) -> Status {
         let missing = fits_request(req, node, |n| self.ignored(n));
         if missing.is_empty() {
             return Status::success();
@@ -354,6 +355,33 @@ impl FilterPlugin for NodeResourcesFit {
             ksched_framework::Code::Unschedulable
         };
         Status::new(code, missing.into_iter().map(|m| m.reason))
+    }
+}
+
+impl FilterPlugin for NodeResourcesFit {
+    fn filter(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Status {
+        let mut out = Status::success();
+        Self::with_requests(state, pod, |req| {
+            out = match req {
+                Ok(r) => self.filter_with(r, node),
+                Err(s) => s,
+            };
+        });
+        out
+    }
+
+    /// [`FilterPlugin::filter`] with the PreFilter state read once for the chunk.
+    fn filter_nodes(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        nodes: &[&NodeInfo],
+        rejected: &mut Vec<(usize, Status)>,
+    ) {
+        Self::with_requests(state, pod, |req| match req {
+            Ok(r) => crate::helper::filter_each(nodes, rejected, |n| self.filter_with(r, n)),
+            Err(s) => crate::helper::filter_each(nodes, rejected, |_| s.clone()),
+        });
     }
 }
 

@@ -304,15 +304,7 @@ impl Framework {
                 t = Some(now);
             }
             if !s.is_success() {
-                if s.is_rejected() {
-                    return s.with_plugin(e.name());
-                }
-                return Status::error(format!(
-                    "running {:?} filter plugin: {}",
-                    e.name(),
-                    s.message()
-                ))
-                .with_plugin(e.name());
+                return filter_outcome(e.name(), s);
             }
         }
         Status::success()
@@ -684,6 +676,15 @@ impl Framework {
         }
         self.observe_point("PostBind", &Status::success(), start);
     }
+}
+
+/// A Filter plugin's non-success status as the node's status: a rejection keeps its code and
+/// names the plugin, anything else becomes an Error naming it.
+pub(crate) fn filter_outcome(plugin: &str, s: Status) -> Status {
+    if s.is_rejected() {
+        return s.with_plugin(plugin);
+    }
+    Status::error(format!("running {plugin:?} filter plugin: {}", s.message())).with_plugin(plugin)
 }
 
 /// A plugin's failure at `point` as an Error status naming the plugin (upstream wraps

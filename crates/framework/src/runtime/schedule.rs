@@ -130,12 +130,30 @@ pub enum ScheduleError {
 /// Nodes one thread evaluated in the Filter phase, by offset from the start index. Only
 /// rejections carry a status: a feasible node costs one `usize`.
 #[derive(Default)]
-struct FilterPart<'a> {
+struct FilterPart<'a, 'n> {
     feasible: Vec<usize>,
     rejected: Vec<(usize, Status)>,
     failed: Option<(usize, Status)>,
     /// Plugin durations of a sampled cycle.
     timings: Vec<Timing<'a>>,
+    /// The current chunk's nodes that every plugin so far passed, and their offsets.
+    live: Vec<&'n NodeInfo>,
+    live_at: Vec<usize>,
+    /// One plugin's rejections of the current chunk.
+    out: Vec<(usize, Status)>,
+}
+
+impl<'a, 'n> FilterPart<'a, 'n> {
+    /// Records the status of the node at offset `i` (not Success).
+    fn reject(&mut self, i: usize, s: Status) {
+        if s.is_error() {
+            if self.failed.as_ref().is_none_or(|(j, _)| i < *j) {
+                self.failed = Some((i, s));
+            }
+        } else {
+            self.rejected.push((i, s));
+        }
+    }
 }
 
 /// What one thread of the Score phase reports besides the scores.
@@ -150,6 +168,9 @@ struct ScorePart<'a> {
 /// At most this many nodes per Filter chunk: the last chunk of a search that stops early is
 /// evaluated in full, so smaller chunks waste less; a chunk costs one atomic add.
 const MAX_FILTER_CHUNK: usize = 32;
+
+/// Marks a node of a Filter chunk that a plugin rejected (no offset is this large).
+const DROPPED: usize = usize::MAX;
 
 impl Framework {
     /// Runs the scheduling algorithm for `pod` on the snapshot installed in the handle
@@ -310,29 +331,14 @@ impl Framework {
             n,
             chunk,
             FilterPart::default,
-            |part: &mut FilterPart, range: std::ops::Range<usize>, solo: bool| {
+            |part: &mut FilterPart<'_, '_>, range: std::ops::Range<usize>, _solo: bool| {
                 let before = part.feasible.len();
-                for i in range {
-                    let node = &nodes[(start + i) % n];
-                    let timings = record.then_some(&mut part.timings);
-                    let s = self.filter_node(Some(&filters), state, pod, node, timings);
-                    if s.is_success() {
-                        part.feasible.push(i);
-                        // Alone, `found` counts exactly the nodes before this one: stop at
-                        // the first node past the ones wanted.
-                        if solo
-                            && found.load(Ordering::Relaxed) + part.feasible.len() - before
-                                > to_find
-                        {
-                            break;
-                        }
-                    } else if s.is_error() {
-                        part.failed = Some((i, s));
-                        return false;
-                    } else {
-                        part.rejected.push((i, s));
-                    }
+                self.filter_chunk(part, &filters, state, pod, nodes, start, range, record);
+                if part.failed.is_some() {
+                    return false;
                 }
+                // The whole chunk is evaluated even past the nodes wanted; the cutoff below
+                // drops what a sequential scan would not have looked at.
                 let added = part.feasible.len() - before;
                 found.fetch_add(added, Ordering::Relaxed) + added <= to_find
             },
@@ -358,26 +364,30 @@ impl Framework {
             .iter()
             .map(|&i| nodes[(start + i) % n].clone())
             .collect();
-        let mut failure: Option<(usize, Status)> = None;
         if record {
             for part in &parts {
                 self.observe_plugin_batch("Filter", &part.timings);
             }
         }
+        let mut failure: Option<(usize, Status)> = None;
+        let mut rejected = Vec::new();
         for part in parts {
-            for (i, s) in part.rejected {
-                if i < cutoff {
-                    diagnosis.add_plugin_status(&s);
-                    diagnosis
-                        .node_to_status
-                        .set(nodes[(start + i) % n].node_name(), s);
-                }
-            }
+            rejected.push(part.rejected);
             if let Some((i, s)) = part.failed
                 && i < cutoff
                 && failure.as_ref().is_none_or(|(j, _)| i < *j)
             {
                 failure = Some((i, s));
+            }
+        }
+        // A sequential scan stops at the first failure as well.
+        let cutoff = failure.as_ref().map_or(cutoff, |(i, _)| cutoff.min(*i));
+        for (i, s) in rejected.into_iter().flatten() {
+            if i < cutoff {
+                diagnosis.add_plugin_status(&s);
+                diagnosis
+                    .node_to_status
+                    .set(nodes[(start + i) % n].node_name(), s);
             }
         }
         self.advance_start(
@@ -388,6 +398,85 @@ impl Framework {
             Some((_, s)) => Err(s),
             None => Ok(feasible),
         }
+    }
+
+    /// Filters the nodes at offsets `range` (from `start`, rotating) into `part`: plugin by
+    /// plugin over the chunk ([`crate::FilterPlugin::filter_nodes`]), each plugin seeing only
+    /// the nodes the earlier ones passed, so a node's status is its first non-success, as a
+    /// node-by-node loop gives. Nodes with nominated pods take the node-by-node path.
+    #[allow(clippy::too_many_arguments)]
+    fn filter_chunk<'a, 'n>(
+        &'a self,
+        part: &mut FilterPart<'a, 'n>,
+        filters: &[&'a super::Enabled],
+        state: &CycleState,
+        pod: &Pod,
+        nodes: &'n [Arc<NodeInfo>],
+        start: usize,
+        range: std::ops::Range<usize>,
+        record: bool,
+    ) {
+        let n = nodes.len();
+        part.live.clear();
+        part.live_at.clear();
+        for i in range {
+            let node: &NodeInfo = &nodes[(start + i) % n];
+            if !self
+                .handle
+                .nominated_pods_for_node(node.node_name())
+                .is_empty()
+            {
+                let timings = record.then_some(&mut part.timings);
+                let s = self.filter_node(Some(filters), state, pod, node, timings);
+                if s.is_success() {
+                    part.feasible.push(i);
+                } else {
+                    part.reject(i, s);
+                }
+            } else {
+                part.live.push(node);
+                part.live_at.push(i);
+            }
+        }
+        for e in filters {
+            if part.live.is_empty() {
+                break;
+            }
+            let Some(p) = e.plugin.as_filter() else {
+                continue;
+            };
+            part.out.clear();
+            let t = record.then(Instant::now);
+            p.filter_nodes(state, pod, &part.live, &mut part.out);
+            if let Some(t) = t {
+                record_filter_timings(&mut part.timings, e.name(), part.live.len(), &part.out, t);
+            }
+            if part.out.is_empty() {
+                continue;
+            }
+            // A node reported twice counts with its first status; Success reports nothing.
+            let mut out = std::mem::take(&mut part.out);
+            out.retain(|(k, s)| !s.is_success() && *k < part.live.len());
+            out.sort_by_key(|(k, _)| *k);
+            out.dedup_by_key(|(k, _)| *k);
+            for (k, s) in out.drain(..) {
+                let i = std::mem::replace(&mut part.live_at[k], DROPPED);
+                part.reject(i, super::run::filter_outcome(e.name(), s));
+            }
+            // Drop the rejected nodes from the live list, keeping its order.
+            let mut kept = 0;
+            for k in 0..part.live.len() {
+                if part.live_at[k] != DROPPED {
+                    part.live[kept] = part.live[k];
+                    part.live_at[kept] = part.live_at[k];
+                    kept += 1;
+                }
+            }
+            part.live.truncate(kept);
+            part.live_at.truncate(kept);
+            part.out = out;
+        }
+        part.feasible.extend_from_slice(&part.live_at);
     }
 
     fn advance_start(&self, processed: usize, num_all_nodes: usize) {
@@ -658,6 +747,34 @@ fn record_chunk_timings<'a>(
     if let Some(code) = failed {
         timings.push((plugin, code, each));
     }
+}
+
+/// The plugin durations of one `filter_nodes` call over `evaluated` nodes in a sampled cycle,
+/// one observation per node with the call's mean duration (see [`record_chunk_timings`]):
+/// Success for the nodes that passed, the status code for the others.
+fn record_filter_timings<'a>(
+    timings: &mut Vec<Timing<'a>>,
+    plugin: &'a str,
+    evaluated: usize,
+    rejected: &[(usize, Status)],
+    start: Instant,
+) {
+    if evaluated == 0 {
+        return;
+    }
+    #[allow(clippy::cast_precision_loss)] // a chunk holds a few dozen nodes
+    let each = start.elapsed().as_secs_f64() / evaluated as f64;
+    let failed = rejected.iter().filter(|(_, s)| !s.is_success()).count();
+    timings.extend(std::iter::repeat_n(
+        (plugin, Code::Success, each),
+        evaluated.saturating_sub(failed),
+    ));
+    timings.extend(
+        rejected
+            .iter()
+            .filter(|(_, s)| !s.is_success())
+            .map(|(_, s)| (plugin, s.code(), each)),
+    );
 }
 
 /// A Score failure as upstream words it.

@@ -9,6 +9,21 @@ mod taints;
 
 pub use node_selector::{NodeSelectorMatcher, PreferredSchedulingTerms, RequiredNodeAffinity};
 pub use normalize::default_normalize_score;
+
+/// `FilterPlugin::filter_nodes` from a per-node check that has its per-cycle inputs already
+/// at hand: pushes each non-success status with the node's position.
+pub fn filter_each(
+    nodes: &[&ksched_framework::NodeInfo],
+    rejected: &mut Vec<(usize, ksched_framework::Status)>,
+    mut check: impl FnMut(&ksched_framework::NodeInfo) -> ksched_framework::Status,
+) {
+    for (i, node) in nodes.iter().enumerate() {
+        let s = check(node);
+        if !s.is_success() {
+            rejected.push((i, s));
+        }
+    }
+}
 pub use parallel::par_map;
 pub use pod::{cached_pod_resource, node_labels, pod_labels, pod_namespace, pod_uid, same_pod};
 pub use taints::{

@@ -236,22 +236,43 @@ fn satisfies_existing_anti_affinity(s: &PreFilterState, node: &Node) -> bool {
 
 impl FilterPlugin for InterPodAffinity {
     fn filter(&self, state: &CycleState, _: &Pod, node: &NodeInfo) -> Status {
-        let s = match state.read::<PreFilterState>(PRE_FILTER_KEY) {
-            Ok(s) => s,
-            Err(e) => return Status::error(e),
-        };
-        let Some(n) = node.node() else {
-            return Status::unresolvable("node not found");
-        };
-        if !satisfies_affinity(s, n) {
-            return Status::unresolvable(ERR_REASON_AFFINITY);
+        match state.read::<PreFilterState>(PRE_FILTER_KEY) {
+            Ok(s) => filter_with(s, node),
+            Err(e) => Status::error(e),
         }
-        if !satisfies_anti_affinity(s, n) {
-            return Status::unschedulable(ERR_REASON_ANTI_AFFINITY);
-        }
-        if !satisfies_existing_anti_affinity(s, n) {
-            return Status::unschedulable(ERR_REASON_EXISTING_ANTI_AFFINITY);
-        }
-        Status::success()
     }
+
+    /// [`FilterPlugin::filter`] with the PreFilter state read once for the chunk.
+    fn filter_nodes(
+        &self,
+        state: &CycleState,
+        _: &Pod,
+        nodes: &[&NodeInfo],
+        rejected: &mut Vec<(usize, Status)>,
+    ) {
+        match state.read::<PreFilterState>(PRE_FILTER_KEY) {
+            Ok(s) => crate::helper::filter_each(nodes, rejected, |n| filter_with(s, n)),
+            Err(e) => {
+                let s = Status::error(e);
+                crate::helper::filter_each(nodes, rejected, |_| s.clone());
+            }
+        }
+    }
+}
+
+/// Filter of one node with the PreFilter state at hand.
+fn filter_with(s: &PreFilterState, node: &NodeInfo) -> Status {
+    let Some(n) = node.node() else {
+        return Status::unresolvable("node not found");
+    };
+    if !satisfies_affinity(s, n) {
+        return Status::unresolvable(ERR_REASON_AFFINITY);
+    }
+    if !satisfies_anti_affinity(s, n) {
+        return Status::unschedulable(ERR_REASON_ANTI_AFFINITY);
+    }
+    if !satisfies_existing_anti_affinity(s, n) {
+        return Status::unschedulable(ERR_REASON_EXISTING_ANTI_AFFINITY);
+    }
+    Status::success()
 }

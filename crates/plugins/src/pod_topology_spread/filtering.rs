@@ -189,30 +189,51 @@ fn update(
 
 impl FilterPlugin for PodTopologySpread {
     fn filter(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Status {
-        let s = match state.read::<PreFilterState>(PRE_FILTER_KEY) {
-            Ok(s) => s,
-            Err(e) => return Status::error(e),
-        };
-        let Some(n) = node.node() else {
-            return Status::unresolvable("node not found");
-        };
-        let labels = node_labels(n);
-        let own = pod_labels(pod);
-        for (i, c) in s.constraints.iter().enumerate() {
-            let Some(value) = labels.get(&c.topology_key) else {
-                return Status::unresolvable(ERR_REASON_NODE_LABEL_NOT_MATCH);
-            };
-            let self_match = i64::from(c.selector.matches(own));
-            let matched = s
-                .counts
-                .get(i)
-                .and_then(|m| m.get(value))
-                .copied()
-                .unwrap_or(0);
-            if matched + self_match - s.min_match(i, c) > c.max_skew {
-                return Status::unschedulable(ERR_REASON_CONSTRAINTS_NOT_MATCH);
+        match state.read::<PreFilterState>(PRE_FILTER_KEY) {
+            Ok(s) => filter_with(s, pod, node),
+            Err(e) => Status::error(e),
+        }
+    }
+
+    /// [`FilterPlugin::filter`] with the PreFilter state read once for the chunk.
+    fn filter_nodes(
+        &self,
+        state: &CycleState,
+        pod: &Pod,
+        nodes: &[&NodeInfo],
+        rejected: &mut Vec<(usize, Status)>,
+    ) {
+        match state.read::<PreFilterState>(PRE_FILTER_KEY) {
+            Ok(s) => crate::helper::filter_each(nodes, rejected, |n| filter_with(s, pod, n)),
+            Err(e) => {
+                let s = Status::error(e);
+                crate::helper::filter_each(nodes, rejected, |_| s.clone());
             }
         }
-        Status::success()
     }
+}
+
+/// Filter of one node with the PreFilter state at hand.
+fn filter_with(s: &PreFilterState, pod: &Pod, node: &NodeInfo) -> Status {
+    let Some(n) = node.node() else {
+        return Status::unresolvable("node not found");
+    };
+    let labels = node_labels(n);
+    let own = pod_labels(pod);
+    for (i, c) in s.constraints.iter().enumerate() {
+        let Some(value) = labels.get(&c.topology_key) else {
+            return Status::unresolvable(ERR_REASON_NODE_LABEL_NOT_MATCH);
+        };
+        let self_match = i64::from(c.selector.matches(own));
+        let matched = s
+            .counts
+            .get(i)
+            .and_then(|m| m.get(value))
+            .copied()
+            .unwrap_or(0);
+        if matched + self_match - s.min_match(i, c) > c.max_skew {
+            return Status::unschedulable(ERR_REASON_CONSTRAINTS_NOT_MATCH);
+        }
+    }
+    Status::success()
 }
