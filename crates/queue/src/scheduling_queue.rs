@@ -460,17 +460,31 @@ impl State {
     /// of a pod was last touched when the pod was added, long ago: its store entry, then
     /// through it its index bucket and its `PodInfo`, then through that the key buffer holding
     /// its UID (the caller reads it for `done`): cache misses each waiting for the one before.
-    /// Here, at the end of a pop, the popped pod's UID (its `PodInfo` was read by the previous
-    /// pop) and the next head's entry, index bucket and `PodInfo` are read together, so the
-    /// misses of two pods overlap and the next pop finds its pod in cache. A wrong guess (a
-    /// better pod arrives before the next pop) costs a few useless reads.
+    /// The queue cannot prefetch (that takes `unsafe`), only read, and a read that misses holds
+    /// the core up once its reorder buffer is full: what matters is that each pop's misses are
+    /// independent of each other so that they overlap. When activeQ's next pops are known (a
+    /// FIFO level's front, see `active_queue`), each pop reads one step of each of the next
+    /// three pods' chains: the third's entry, the second's `PodInfo` (its entry was read by
+    /// the previous pop) and the next one's UID and index bucket (its `PodInfo` was read by
+    /// the previous pop), so the next pop and `done` find everything in cache. When only the
+    /// next pop is known (the heap's top), its entry, index bucket and `PodInfo` are read as
+    /// one chain. A wrong guess (a better pod arrives before the next pop) costs a few useless
+    /// reads.
     fn warm_next_pop(&self, popped: &QueuedPodInfo) {
         store::warm_pod_info(&popped.pod_info, true);
-        if let Some(head) = self.active.head() {
-            if let Some(pod) = self.store.warm_entry(head) {
-                store::warm_pod_info(pod, false);
+        let [next, second, third] = self.active.upcoming();
+        if let Some(next) = next {
+            let ahead = second.is_some();
+            if let Some(pod) = self.store.warm_entry(next) {
+                store::warm_pod_info(pod, ahead);
             }
-            self.store.warm_index(head);
+            self.store.warm_index(next);
+        }
+        if let Some(pod) = second.and_then(|s| self.store.warm_entry(s)) {
+            store::warm_pod_info(pod, false);
+        }
+        if let Some(third) = third {
+            self.store.warm_entry(third);
         }
     }
 

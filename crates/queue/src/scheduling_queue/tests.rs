@@ -53,6 +53,12 @@ impl PreEnqueuePlugin for Gates {
 fn check_invariants(q: &PriorityQueue) {
     let st = q.state.lock();
     let mut seen = BTreeSet::new();
+    // activeQ's FIFO levels keep positions of their own; `check` verifies them.
+    st.active.check(&st.store.pos);
+    for slot in st.active.slots() {
+        assert_eq!(st.store.get(slot).place, Place::Active);
+        assert!(seen.insert(slot), "slot {slot} in two sub-queues");
+    }
     let mut check = |slots: Vec<Slot>, place: Place| {
         for (i, slot) in slots.into_iter().enumerate() {
             assert_eq!(st.store.get(slot).place, place);
@@ -63,7 +69,6 @@ fn check_invariants(q: &PriorityQueue) {
             assert!(seen.insert(slot), "slot {slot} in two sub-queues");
         }
     };
-    check(st.active.slots().collect(), Place::Active);
     check(st.backoff.slots_of(Which::Pods).collect(), Place::Backoff);
     check(
         st.backoff.slots_of(Which::Errors).collect(),
