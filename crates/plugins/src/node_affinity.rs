@@ -198,11 +198,10 @@ impl NodeAffinity {
 
 impl FilterPlugin for NodeAffinity {
     fn filter(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Status {
-        match state.read::<Arc<RequiredNodeAffinity>>(PRE_FILTER_KEY) {
-            Ok(r) => self.filter_with(r, node),
-            // PreFilter disabled: compute here.
-            Err(_) => self.filter_with(&RequiredNodeAffinity::of_pod(pod), node),
-        }
+        let required = crate::helper::pre_filter_state(state, PRE_FILTER_KEY, || {
+            RequiredNodeAffinity::of_pod(pod)
+        });
+        self.filter_with(&required, node)
     }
 
     /// [`FilterPlugin::filter`] with the PreFilter state read (or computed) once per chunk.
@@ -213,15 +212,10 @@ impl FilterPlugin for NodeAffinity {
         nodes: &[&NodeInfo],
         rejected: &mut Vec<(usize, Status)>,
     ) {
-        let computed;
-        let required = match state.read::<Arc<RequiredNodeAffinity>>(PRE_FILTER_KEY) {
-            Ok(r) => &**r,
-            Err(_) => {
-                computed = RequiredNodeAffinity::of_pod(pod);
-                &computed
-            }
-        };
-        crate::helper::filter_each(nodes, rejected, |n| self.filter_with(required, n));
+        let required = crate::helper::pre_filter_state(state, PRE_FILTER_KEY, || {
+            RequiredNodeAffinity::of_pod(pod)
+        });
+        crate::helper::filter_each(nodes, rejected, |n| self.filter_with(&required, n));
     }
 }
 

@@ -96,10 +96,8 @@ fn conflict_status(conflict: bool) -> Status {
 
 impl FilterPlugin for NodePorts {
     fn filter(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Status {
-        conflict_status(match state.read::<WantedPorts>(PRE_FILTER_KEY) {
-            Ok(p) => conflicts(p, node),
-            Err(_) => conflicts(&wanted_ports(pod), node),
-        })
+        let wanted = crate::helper::pre_filter_state(state, PRE_FILTER_KEY, || wanted_ports(pod));
+        conflict_status(conflicts(&wanted, node))
     }
 
     /// [`FilterPlugin::filter`] with the PreFilter state read (or computed) once per chunk.
@@ -110,15 +108,8 @@ impl FilterPlugin for NodePorts {
         nodes: &[&NodeInfo],
         rejected: &mut Vec<(usize, Status)>,
     ) {
-        let computed;
-        let wanted: &[(String, String, i32)] = match state.read::<WantedPorts>(PRE_FILTER_KEY) {
-            Ok(p) => p,
-            Err(_) => {
-                computed = wanted_ports(pod);
-                &computed
-            }
-        };
-        crate::helper::filter_each(nodes, rejected, |n| conflict_status(conflicts(wanted, n)));
+        let wanted = crate::helper::pre_filter_state(state, PRE_FILTER_KEY, || wanted_ports(pod));
+        crate::helper::filter_each(nodes, rejected, |n| conflict_status(conflicts(&wanted, n)));
     }
 }
 

@@ -10,6 +10,19 @@ mod taints;
 pub use node_selector::{NodeSelectorMatcher, PreferredSchedulingTerms, RequiredNodeAffinity};
 pub use normalize::default_normalize_score;
 
+/// The PreFilter result stored as an `Arc<T>` under `key`, or — PreFilter disabled, as
+/// upstream's Filter plugins allow — `compute`d here.
+pub fn pre_filter_state<'s, T: Clone + Send + Sync + 'static>(
+    state: &'s ksched_framework::CycleState,
+    key: &str,
+    compute: impl FnOnce() -> T,
+) -> std::borrow::Cow<'s, T> {
+    match state.read::<std::sync::Arc<T>>(key) {
+        Ok(v) => std::borrow::Cow::Borrowed(&**v),
+        Err(_) => std::borrow::Cow::Owned(compute()),
+    }
+}
+
 /// `FilterPlugin::filter_nodes` from a per-node check that has its per-cycle inputs already
 /// at hand: pushes each non-success status with the node's position.
 pub fn filter_each(
